@@ -1,0 +1,258 @@
+/**
+ * Face detection with MediaPipe BlazeFace (back-camera / full-range 256x256 model, 896 anchors).
+ *
+ * The TorchScript model `models/blazeface/blazeface_back.pt` (made by
+ * `scripts/blazeface/convert.sh`) takes `[B,3,256,256]` float32 RGB in [-1,1] and returns
+ * `(scores [B,896], boxes [B,896,16])`, already decoded against the anchors: sigmoid scores and
+ * `cx, cy, w, h, 6 x (x, y)` in [0,1] coordinates of the 256x256 input. This file does the rest:
+ * letterboxing frames of any size into 256x256, batching, thresholding, MediaPipe's weighted NMS
+ * and mapping results back to source-image pixels.
+ *
+ * Coordinates are continuous pixel coordinates: (0,0) is the top-left corner of the top-left
+ * pixel, so pixel (i, j) covers [i, i+1) x [j, j+1) and its centre is (i+0.5, j+0.5).
+ */
+import * as path from 'node:path';
+import type { NativeTensor, NativeValue } from '../../binding';
+import { DfdetError, invalidParameter } from '../errors';
+import type { RgbImage } from '../media/image';
+import { resizeRgb } from '../media/resample';
+import { weightedNms, type RawDetection } from './nms';
+
+/** Side of the square model input. */
+export const BLAZEFACE_INPUT_SIZE = 256;
+/** Number of anchors (16x16x2 + 8x8x6). */
+export const BLAZEFACE_ANCHORS = 896;
+/** Path of the bundled TorchScript model. */
+export const BLAZEFACE_MODEL_PATH = path.join(__dirname, '..', '..', 'models', 'blazeface', 'blazeface_back.pt');
+
+/** Anything that runs a TorchScript method, such as `Model` from lib/model.ts. */
+export interface TensorRunner {
+  /** Run `method` on `inputs`; BlazeFace's `forward` returns `[scores, boxes]`. */
+  run(method: string, inputs: NativeTensor[]): Promise<NativeValue>;
+}
+
+/** An axis-aligned box in source-image pixels. */
+export interface FaceBox {
+  /** Left edge. */
+  x: number;
+  /** Top edge. */
+  y: number;
+  /** Width. */
+  width: number;
+  /** Height. */
+  height: number;
+}
+
+/** A point `[x, y]` in source-image pixels. */
+export type Point = [number, number];
+
+/**
+ * BlazeFace's six keypoints, named from the subject's point of view as MediaPipe does: for a
+ * frontal face `rightEye` is on the image's left.
+ */
+export interface FaceKeypoints {
+  /** Centre of the subject's right eye (image left for a frontal face). */
+  rightEye: Point;
+  /** Centre of the subject's left eye. */
+  leftEye: Point;
+  /** Nose tip. */
+  nose: Point;
+  /** Mouth centre. */
+  mouth: Point;
+  /** Subject's right ear tragion. */
+  rightEar: Point;
+  /** Subject's left ear tragion. */
+  leftEar: Point;
+}
+
+/** One detected face. */
+export interface Face {
+  /** Bounding box in source pixels. Not clipped: it may extend past the image border. */
+  box: FaceBox;
+  /** Detector confidence in [0, 1] (the top anchor's sigmoid score). */
+  score: number;
+  /** Keypoints in source pixels. */
+  keypoints: FaceKeypoints;
+}
+
+/** Options of {@link detectFaces}. */
+export interface DetectFacesOptions {
+  /** Minimum detector confidence (default 0.5, MediaPipe's value for this model). */
+  scoreThreshold?: number;
+  /** IoU above which detections are merged by weighted NMS (default 0.3, as MediaPipe). */
+  iouThreshold?: number;
+  /** Faces whose box's longer side is below this many source pixels are dropped (default 20). */
+  minFaceSize?: number;
+  /** Keep at most this many faces per image, highest score first (default: all). */
+  maxFaces?: number;
+  /** Images per model run (default 16). Larger batches use more memory, not less time per image. */
+  batchSize?: number;
+}
+
+const KEYPOINT_NAMES: (keyof FaceKeypoints)[] = ['rightEye', 'leftEye', 'nose', 'mouth', 'rightEar', 'leftEar'];
+
+/** Where an image lands inside the 256x256 letterbox. */
+export interface Letterbox {
+  /** Resized width and height inside the box. */
+  width: number;
+  height: number;
+  /** Left and top padding. */
+  left: number;
+  top: number;
+  /** Source pixels per letterbox pixel along x and y. */
+  scaleX: number;
+  scaleY: number;
+}
+
+/** Geometry of the aspect-preserving, centred letterbox of a `width` x `height` image. */
+export function letterboxGeometry(width: number, height: number, size = BLAZEFACE_INPUT_SIZE): Letterbox {
+  const s = size / Math.max(width, height);
+  const w = Math.min(size, Math.max(1, Math.round(width * s)));
+  const h = Math.min(size, Math.max(1, Math.round(height * s)));
+  return { width: w, height: h, left: Math.floor((size - w) / 2), top: Math.floor((size - h) / 2), scaleX: width / w, scaleY: height / h };
+}
+
+/**
+ * Write `image`, letterboxed to 256x256 (bilinear, antialiased when shrinking; black padding,
+ * which is 0 in RGB and so -1 after scaling), into `out` at `offset` as CHW float32 in [-1,1].
+ */
+export function letterboxInput(image: RgbImage, out: Float32Array, offset: number, box = letterboxGeometry(image.width, image.height)): void {
+  const S = BLAZEFACE_INPUT_SIZE;
+  const plane = S * S;
+  const small = box.width === image.width && box.height === image.height ? image : resizeRgb(image, box.width, box.height, 'bilinear');
+  out.fill(-1, offset, offset + 3 * plane);
+  const src = small.data;
+  for (let y = 0; y < box.height; y++) {
+    let o = offset + (y + box.top) * S + box.left;
+    let i = y * box.width * 3;
+    for (let x = 0; x < box.width; x++, o++, i += 3) {
+      out[o] = src[i] / 127.5 - 1;
+      out[o + plane] = src[i + 1] / 127.5 - 1;
+      out[o + 2 * plane] = src[i + 2] / 127.5 - 1;
+    }
+  }
+}
+
+function checkImage(image: RgbImage, name: string): void {
+  if (!image || typeof image !== 'object') invalidParameter(name, 'an RgbImage object', image);
+  const { data, width, height } = image;
+  if (!Number.isInteger(width) || width < 1) invalidParameter(`${name}.width`, 'a positive integer', width);
+  if (!Number.isInteger(height) || height < 1) invalidParameter(`${name}.height`, 'a positive integer', height);
+  if (!(data instanceof Uint8Array)) invalidParameter(`${name}.data`, 'a Uint8Array', data);
+  if (data.length !== width * height * 3) invalidParameter(`${name}.data.length`, `width * height * 3 = ${width * height * 3}`, data.length);
+}
+
+function num(v: unknown, name: string, lo: number, hi: number, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || !(v >= lo && v <= hi)) invalidParameter(name, `a number between ${lo} and ${hi}`, v);
+  return v;
+}
+
+function int(v: unknown, name: string, lo: number, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < lo) invalidParameter(name, `an integer >= ${lo}`, v);
+  return v;
+}
+
+function isTensor(v: NativeValue | undefined): v is NativeTensor {
+  return !!v && typeof v === 'object' && !Array.isArray(v) && 'data' in v && 'shape' in v;
+}
+
+/** Check and unpack the model's `(scores, boxes)` output for a batch of `b`. */
+function unpack(value: NativeValue, b: number): { scores: Float32Array; boxes: Float32Array } {
+  const pair = Array.isArray(value) ? value : undefined;
+  const scores = pair?.[0];
+  const boxes = pair?.[1];
+  const shapeOk = (t: NativeTensor, want: number[]) => t.shape.length === want.length && t.shape.every((d, i) => d === want[i]);
+  if (
+    !isTensor(scores) || !isTensor(boxes) || !(scores.data instanceof Float32Array) || !(boxes.data instanceof Float32Array) ||
+    !shapeOk(scores, [b, BLAZEFACE_ANCHORS]) || !shapeOk(boxes, [b, BLAZEFACE_ANCHORS, 16])
+  ) {
+    throw new DfdetError('MODEL_LOAD_FAILED', `Face detector model returned an unexpected value; expected float32 (scores [${b},896], boxes [${b},896,16])`);
+  }
+  return { scores: scores.data, boxes: boxes.data };
+}
+
+/**
+ * Detect faces in each image.
+ *
+ * Each image is letterboxed to 256x256 (aspect kept, centred, black padding) and the batch runs
+ * through the model in chunks of `batchSize`; then, per image: anchors scoring at least
+ * `scoreThreshold`, MediaPipe weighted NMS at `iouThreshold` (in letterbox space, which is a
+ * uniform scaling of the image, so IoUs are the same), mapping back to source pixels, the
+ * `minFaceSize` filter and the `maxFaces` cap.
+ *
+ * @param model - The loaded BlazeFace TorchScript model (`Model.load(BLAZEFACE_MODEL_PATH)`), or
+ *   anything with the same `run`.
+ * @param images - 8-bit RGB images of any size.
+ * @param opts - See {@link DetectFacesOptions}.
+ * @returns For each image, its faces, highest score first (empty when none).
+ * @throws DfdetError `BAD_INPUT` for malformed images or options; errors of `model.run` pass through.
+ */
+export async function detectFaces(model: TensorRunner, images: readonly RgbImage[], opts: DetectFacesOptions = {}): Promise<Face[][]> {
+  if (!model || typeof model.run !== 'function') invalidParameter('model', 'an object with a run(method, inputs) method', model);
+  if (!Array.isArray(images)) invalidParameter('images', 'an array of RgbImage', images);
+  if (!opts || typeof opts !== 'object') invalidParameter('opts', 'an options object', opts);
+  images.forEach((im, i) => checkImage(im, `images[${i}]`));
+  const scoreThreshold = num(opts.scoreThreshold, 'scoreThreshold', 0, 1, 0.5);
+  const iouThreshold = num(opts.iouThreshold, 'iouThreshold', 0, 1, 0.3);
+  const minFaceSize = num(opts.minFaceSize, 'minFaceSize', 0, Number.MAX_VALUE, 20);
+  const maxFaces = opts.maxFaces === undefined ? Infinity : int(opts.maxFaces, 'maxFaces', 1, 1);
+  const batchSize = int(opts.batchSize, 'batchSize', 1, 16);
+
+  const S = BLAZEFACE_INPUT_SIZE;
+  const per = 3 * S * S;
+  const results: Face[][] = [];
+  for (let start = 0; start < images.length; start += batchSize) {
+    const chunk = images.slice(start, start + batchSize);
+    const boxes = chunk.map((im) => letterboxGeometry(im.width, im.height));
+    const input = new Float32Array(chunk.length * per);
+    chunk.forEach((im, i) => letterboxInput(im, input, i * per, boxes[i]));
+    const out = unpack(await model.run('forward', [{ data: input, shape: [chunk.length, 3, S, S], dtype: 'float32' }]), chunk.length);
+    for (let i = 0; i < chunk.length; i++) {
+      results.push(decodeImage(out.scores, out.boxes, i, boxes[i], scoreThreshold, iouThreshold, minFaceSize, maxFaces));
+    }
+  }
+  return results;
+}
+
+function decodeImage(
+  scores: Float32Array,
+  boxes: Float32Array,
+  b: number,
+  lb: Letterbox,
+  scoreThreshold: number,
+  iouThreshold: number,
+  minFaceSize: number,
+  maxFaces: number,
+): Face[] {
+  const S = BLAZEFACE_INPUT_SIZE;
+  const cands: RawDetection[] = [];
+  for (let a = 0; a < BLAZEFACE_ANCHORS; a++) {
+    const score = scores[b * BLAZEFACE_ANCHORS + a];
+    if (!(score >= scoreThreshold)) continue;
+    const o = (b * BLAZEFACE_ANCHORS + a) * 16;
+    const cx = boxes[o] * S;
+    const cy = boxes[o + 1] * S;
+    const w = boxes[o + 2] * S;
+    const h = boxes[o + 3] * S;
+    if (!(w > 0 && h > 0)) continue;
+    const keypoints: number[] = [];
+    for (let k = 0; k < 12; k++) keypoints.push(boxes[o + 4 + k] * S);
+    cands.push({ score, x1: cx - w / 2, y1: cy - h / 2, x2: cx + w / 2, y2: cy + h / 2, keypoints });
+  }
+  const toX = (x: number) => (x - lb.left) * lb.scaleX;
+  const toY = (y: number) => (y - lb.top) * lb.scaleY;
+  const faces: Face[] = [];
+  for (const d of weightedNms(cands, iouThreshold)) {
+    const box = { x: toX(d.x1), y: toY(d.y1), width: (d.x2 - d.x1) * lb.scaleX, height: (d.y2 - d.y1) * lb.scaleY };
+    if (Math.max(box.width, box.height) < minFaceSize) continue;
+    const kp = {} as FaceKeypoints;
+    KEYPOINT_NAMES.forEach((name, k) => {
+      kp[name] = [toX(d.keypoints[2 * k]), toY(d.keypoints[2 * k + 1])];
+    });
+    faces.push({ box, score: d.score, keypoints: kp });
+    if (faces.length >= maxFaces) break;
+  }
+  return faces;
+}
