@@ -1,0 +1,148 @@
+/**
+ * The typed contract of the native addon (`build/Release/dfdet.node` or a prebuild).
+ *
+ * This file is kept in step with `native/*.cc` by hand: every export the C++ registers in
+ * `native/addon.cc` is declared here, with the same names and argument order. The TypeScript
+ * layer (`lib/native.ts`) is the only importer; user code goes through `lib/model.ts`.
+ */
+
+/** Element types the addon converts between JS typed arrays and torch tensors. */
+export type NativeDType =
+  | 'float32'
+  | 'float64'
+  | 'float16'
+  | 'bfloat16'
+  | 'int8'
+  | 'uint8'
+  | 'int16'
+  | 'int32'
+  | 'int64'
+  | 'bool';
+
+/**
+ * Typed arrays accepted and produced. float16 and bfloat16 travel as Uint16Array (raw bits),
+ * int64 as BigInt64Array, bool as Uint8Array.
+ */
+export type NativeTypedArray =
+  | Float32Array
+  | Float64Array
+  | Int8Array
+  | Uint8Array
+  | Int16Array
+  | Uint16Array
+  | Int32Array
+  | BigInt64Array;
+
+/** A dense tensor. Inputs are wrapped in place (no copy on CPU); outputs own the tensor's memory. */
+export interface NativeTensor {
+  data: NativeTypedArray;
+  shape: number[];
+  dtype: NativeDType;
+  /** Element strides of the input view (default: contiguous). Outputs never carry strides. */
+  strides?: number[];
+}
+
+/** What a TorchScript method may return, converted recursively. */
+export type NativeValue =
+  | NativeTensor
+  | number
+  | boolean
+  | string
+  | null
+  | NativeValue[]
+  | { [key: string]: NativeValue };
+
+export interface NativeLoadOptions {
+  /** 'cpu', 'cuda' or 'cuda:N'. */
+  device: string;
+  /** Floating-point dtype the parameters are cast to after load. */
+  dtype: 'float32' | 'float16' | 'bfloat16';
+  /** Run torch.jit.freeze + optimize_for_inference after load (default false). */
+  optimize?: boolean;
+  /** Names of extra files to read from the archive (e.g. 'dfdet.json'). Missing ones are skipped. */
+  extraFiles?: string[];
+}
+
+export interface NativeModelInfo {
+  /** Methods callable through `run`, e.g. ['forward', 'features', 'head']. */
+  methods: string[];
+  parameterCount: number;
+  parameterBytes: number;
+  device: string;
+  dtype: string;
+  /** Extra files read at load time (name -> UTF-8 content). */
+  extraFiles: Record<string, string>;
+  /** Module attributes of simple types (str, int, float, bool) on the root module. */
+  attributes: Record<string, string | number | boolean>;
+}
+
+export interface NativeRunOptions {
+  /** Reject inputs holding NaN or infinity with BAD_INPUT (default true). */
+  checkFinite?: boolean;
+}
+
+export declare class NativeModel {
+  private constructor();
+  /** Load a TorchScript archive from a path or from bytes. Runs on the thread pool. */
+  static load(source: string | Uint8Array, options: NativeLoadOptions): Promise<NativeModel>;
+  info(): NativeModelInfo;
+  /**
+   * Run `method` on the inputs (pinned until the promise settles). Runs are serialised per model
+   * inside the addon; outputs are typed arrays over the result tensors' own memory.
+   */
+  run(method: string, inputs: NativeTensor[], options?: NativeRunOptions): Promise<NativeValue>;
+  /** Wait for in-flight runs, then free the module. Later calls reject with code DISPOSED. */
+  dispose(): Promise<void>;
+  readonly disposed: boolean;
+}
+
+/** One module of a build spec: TorchScript method source, tensors, attributes and children. */
+export interface NativeModuleSpec {
+  /** Qualified class name suffix, unique within one build (e.g. 'VisionTransformer', 'Block3'). */
+  className: string;
+  /** TorchScript source of the methods (`def forward(self, x): ...`), passed to Module::define. */
+  source: string;
+  /** Trainable tensors (`register_parameter`). */
+  parameters?: Record<string, NativeTensor>;
+  /** Non-trainable tensors (`register_buffer`). */
+  buffers?: Record<string, NativeTensor>;
+  /** Constant attributes (`register_attribute`) of simple types. */
+  attributes?: Record<string, string | number | boolean | number[]>;
+  /** Submodules, registered before `source` is defined so it can call them. */
+  submodules?: Record<string, NativeModuleSpec>;
+}
+
+export interface NativeBuildOptions {
+  /** Extra files stored in the archive (name -> content), e.g. metadata JSON. */
+  extraFiles?: Record<string, string>;
+}
+
+/**
+ * Build a TorchScript module from source and tensors and save it to `outPath`.
+ * Runs on the thread pool; inputs are pinned until it settles.
+ */
+export declare function buildModule(
+  spec: NativeModuleSpec,
+  outPath: string,
+  options?: NativeBuildOptions,
+): Promise<void>;
+
+export interface NativeRuntimeInfo {
+  /** libtorch version, e.g. '1.13.1'. */
+  torchVersion: string;
+  cudaAvailable: boolean;
+  cudaDeviceCount: number;
+  /** Intra-op threads libtorch uses now. */
+  threads: number;
+  /** at::show_config() output: build flags, BLAS, OpenMP. */
+  config: string;
+  /** Whether the addon registered its own aten::scaled_dot_product_attention (libtorch < 2). */
+  sdpaShim: boolean;
+  /** Shared libraries mapped into the process whose names say BLAS/LAPACK (Linux). */
+  blasLibraries: string[];
+}
+
+export declare function runtimeInfo(): NativeRuntimeInfo;
+
+/** Set libtorch's intra-op thread count (process-wide). */
+export declare function setThreads(threads: number): void;

@@ -1,0 +1,209 @@
+/**
+ * A TorchScript model in the native addon: load, inspect, run, dispose. Every heavy step runs on
+ * the thread pool; runs of one model are queued here (one native run in flight per model) because
+ * two concurrent forwards on this class of machine are slower than two in a row and would each
+ * block a libuv thread.
+ */
+import type {
+  NativeBuildOptions,
+  NativeDType,
+  NativeModel,
+  NativeModelInfo,
+  NativeModuleSpec,
+  NativeTensor,
+  NativeTypedArray,
+  NativeValue,
+} from '../binding';
+import { DfdetError, invalidParameter } from './errors';
+import { native, wrapNativeError } from './native';
+
+export type { NativeModelInfo, NativeTensor, NativeValue, NativeModuleSpec, NativeDType, NativeTypedArray };
+
+/** Floating-point precisions a model can be loaded in. */
+export type ModelDType = 'float32' | 'float16' | 'bfloat16';
+
+/** Options of {@link Model.load}. */
+export interface ModelLoadOptions {
+  /** 'cpu', 'cuda' or 'cuda:N'. Default 'cpu'. */
+  device?: string;
+  /** Parameter precision after load. Default 'float32' (bfloat16 on CPUs without AVX-512 BF16 is very slow). */
+  dtype?: ModelDType;
+  /** Freeze + optimize_for_inference after load: slower load, ±10% speed. Default false. */
+  optimize?: boolean;
+  /** libtorch intra-op threads (process-wide). Default: the number of cores (or DFDET_THREADS). */
+  threads?: number;
+  /** Extra archive files to read besides 'dfdet.json'. */
+  extraFiles?: string[];
+}
+
+/** Options of {@link Model.run}. */
+export interface RunOptions {
+  /** Reject inputs holding NaN/Infinity with BAD_INPUT. Default true. */
+  checkFinite?: boolean;
+  /** Abort while queued (a run already inside libtorch finishes, its result is dropped). */
+  signal?: AbortSignal;
+}
+
+/** The file name dfdet stores its metadata under inside TorchScript archives. */
+export const METADATA_FILE = 'dfdet.json';
+
+const DTYPES: ModelDType[] = ['float32', 'float16', 'bfloat16'];
+
+/** A loaded TorchScript model. Create with {@link Model.load}; free with {@link Model.dispose}. */
+export class Model {
+  #native: NativeModel | undefined;
+  #info: NativeModelInfo;
+  #queue: Promise<unknown> = Promise.resolve();
+  #pending = 0;
+  #disposing: Promise<void> | undefined;
+
+  private constructor(m: NativeModel) {
+    this.#native = m;
+    this.#info = m.info();
+  }
+
+  /**
+   * Loads a TorchScript archive from a path or from its bytes (the bytes are read in place).
+   * @throws DfdetError MODEL_LOAD_FAILED (not a TorchScript file, truncated, unknown ops),
+   *   BAD_INPUT (bad options), UNSUPPORTED (CUDA requested without a CUDA libtorch).
+   */
+  static async load(source: string | Uint8Array, options: ModelLoadOptions = {}): Promise<Model> {
+    if (typeof source !== 'string' && !(source instanceof Uint8Array)) invalidParameter('source', 'a path or a Uint8Array', source);
+    if (typeof source === 'string' && source.length === 0) invalidParameter('source', 'a non-empty path', source);
+    const device = options.device ?? 'cpu';
+    if (typeof device !== 'string' || !/^(cpu|cuda(:\d+)?)$/.test(device)) invalidParameter('device', "'cpu', 'cuda' or 'cuda:N'", device);
+    const dtype = options.dtype ?? 'float32';
+    if (!DTYPES.includes(dtype)) invalidParameter('dtype', DTYPES.join(', '), dtype);
+    if (options.threads !== undefined) setThreads(options.threads);
+    const b = native();
+    try {
+      const m = await b.NativeModel.load(source, {
+        device,
+        dtype,
+        optimize: options.optimize ?? false,
+        extraFiles: [METADATA_FILE, ...(options.extraFiles ?? [])],
+      });
+      return new Model(m);
+    } catch (e) {
+      const where = typeof source === 'string' ? source : `${source.byteLength} bytes`;
+      throw wrapNativeError(e, `cannot load model from ${where}`);
+    }
+  }
+
+  /** Methods, parameter count/bytes, device, dtype, extra files and attributes. */
+  get info(): NativeModelInfo {
+    return this.#info;
+  }
+
+  /** True once {@link dispose} was called. */
+  get disposed(): boolean {
+    return this.#native === undefined || this.#disposing !== undefined;
+  }
+
+  /** Runs are queued per model; this is how many wait or run now. */
+  get pendingRuns(): number {
+    return this.#pending;
+  }
+
+  /**
+   * Runs `method` (default export names: 'forward', 'features', 'head', ...) on the inputs.
+   * Inputs are used in place: a method that mutates its input mutates your array.
+   * Outputs are typed arrays that own the result tensors' memory.
+   * @throws DfdetError DISPOSED, BAD_INPUT (malformed tensor, NaN, unknown method), RUNTIME_ERROR
+   *   (libtorch's message, e.g. a shape the model rejects), OUT_OF_MEMORY, ABORTED.
+   */
+  run(method: string, inputs: NativeTensor[], options: RunOptions = {}): Promise<NativeValue> {
+    if (this.disposed) return Promise.reject(new DfdetError('DISPOSED', 'the model was disposed'));
+    if (typeof method !== 'string' || method.length === 0) return Promise.reject(badParam('method', 'a method name', method));
+    if (!Array.isArray(inputs)) return Promise.reject(badParam('inputs', 'an array of tensors', inputs));
+    const { signal } = options;
+    this.#pending++;
+    const job = this.#queue.then(async () => {
+      if (signal?.aborted) throw new DfdetError('ABORTED', 'the run was aborted', { cause: signal.reason });
+      const m = this.#native;
+      if (!m) throw new DfdetError('DISPOSED', 'the model was disposed');
+      try {
+        return await m.run(method, inputs, { checkFinite: options.checkFinite ?? true });
+      } catch (e) {
+        throw wrapNativeError(e);
+      }
+    });
+    const settled = job.finally(() => this.#pending--);
+    this.#queue = settled.catch(() => undefined);
+    return settled;
+  }
+
+  /** Shorthand for `run('forward', inputs)`. */
+  forward(...inputs: NativeTensor[]): Promise<NativeValue> {
+    return this.run('forward', inputs);
+  }
+
+  /** Waits for queued and running work, then frees the module. Idempotent. */
+  dispose(): Promise<void> {
+    if (!this.#disposing) {
+      const m = this.#native;
+      this.#disposing = this.#queue.then(async () => {
+        this.#native = undefined;
+        await m?.dispose();
+      });
+    }
+    return this.#disposing;
+  }
+
+  /** `await using model = await Model.load(...)` disposes at scope exit. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
+  }
+}
+
+function badParam(name: string, expected: string, value: unknown): DfdetError {
+  try {
+    invalidParameter(name, expected, value);
+  } catch (e) {
+    return e as DfdetError;
+  }
+}
+
+/** Sets libtorch's intra-op thread count for this process. */
+export function setThreads(threads: number): void {
+  if (!Number.isInteger(threads) || threads < 1) invalidParameter('threads', 'a positive integer', threads);
+  native().setThreads(threads);
+}
+
+/**
+ * Builds a TorchScript module from method source, tensors and attributes and saves it
+ * (atomically) to `outPath`. The tensors are read in place while the build runs.
+ * @throws DfdetError BAD_INPUT (malformed spec, TorchScript compile error with its message).
+ */
+export async function buildModule(spec: NativeModuleSpec, outPath: string, options: NativeBuildOptions = {}): Promise<void> {
+  if (typeof outPath !== 'string' || outPath.length === 0) invalidParameter('outPath', 'a file path', outPath);
+  try {
+    await native().buildModule(spec, outPath, options);
+  } catch (e) {
+    throw wrapNativeError(e, `cannot build module ${spec?.className ?? ''}`);
+  }
+}
+
+/** The dtype name of a typed array (Uint16Array is read as float16 unless told otherwise). */
+export function dtypeOf(data: NativeTypedArray): NativeDType {
+  if (data instanceof Float32Array) return 'float32';
+  if (data instanceof Float64Array) return 'float64';
+  if (data instanceof Int8Array) return 'int8';
+  if (data instanceof Uint8Array) return 'uint8';
+  if (data instanceof Int16Array) return 'int16';
+  if (data instanceof Uint16Array) return 'float16';
+  if (data instanceof Int32Array) return 'int32';
+  if (data instanceof BigInt64Array) return 'int64';
+  return invalidParameter('data', 'a typed array', data);
+}
+
+/** Makes a {@link NativeTensor} from a typed array and a shape. */
+export function tensor(data: NativeTypedArray, shape: number[], dtype: NativeDType = dtypeOf(data)): NativeTensor {
+  return { data, shape, dtype };
+}
+
+/** Narrows a run result to a tensor, or throws RUNTIME_ERROR naming what came back. */
+export function expectTensor(v: NativeValue, what = 'output'): NativeTensor {
+  if (v !== null && typeof v === 'object' && !Array.isArray(v) && 'data' in v && 'shape' in v && 'dtype' in v) return v as NativeTensor;
+  throw new DfdetError('RUNTIME_ERROR', `Expected a tensor for ${what} but the model returned ${Array.isArray(v) ? 'a list' : typeof v}`);
+}

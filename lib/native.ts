@@ -1,0 +1,78 @@
+/**
+ * Loads the native addon once per process (per worker thread) and turns its errors into
+ * {@link DfdetError}s. The only module that touches the .node file.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import type * as Binding from '../binding';
+import { DfdetError, type ErrorCode } from './errors';
+
+/** The addon's exports, as declared in binding.d.ts, plus its test counters. */
+export type NativeBinding = {
+  NativeModel: typeof Binding.NativeModel;
+  buildModule: typeof Binding.buildModule;
+  runtimeInfo: typeof Binding.runtimeInfo;
+  setThreads: typeof Binding.setThreads;
+  debugCounters(): { liveExternalTensors: number; liveExternalBytes: number };
+};
+
+/** Package root: the folder holding package.json (lib/ in sources, dist/lib/ when built). */
+export const packageRoot: string = (() => {
+  let dir = __dirname;
+  for (let i = 0; i < 4; i++) {
+    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'binding.d.ts'))) return dir;
+    dir = path.dirname(dir);
+  }
+  return path.resolve(__dirname, '..');
+})();
+
+let cached: NativeBinding | undefined;
+
+/** The native binding; throws NATIVE_LOAD_FAILED with what was tried and how to fix it. */
+export function native(): NativeBinding {
+  if (cached) return cached;
+  const override = process.env.DFDET_NATIVE_PATH;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    cached = (override ? require(override) : require('node-gyp-build')(packageRoot)) as NativeBinding;
+    return cached;
+  } catch (e) {
+    throw new DfdetError('NATIVE_LOAD_FAILED', nativeLoadMessage(e, override), { cause: e });
+  }
+}
+
+function nativeLoadMessage(e: unknown, override: string | undefined): string {
+  const reason = e instanceof Error ? e.message.split('\n')[0] : String(e);
+  const platform = `${process.platform}-${process.arch}, Node ${process.version} (N-API ${process.versions.napi})`;
+  const tried = override
+    ? [override]
+    : [path.join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`), path.join(packageRoot, 'build', 'Release')];
+  const libtorch =
+    process.env.LIBTORCH ?? process.env.Torch_DIR ??
+    (fs.existsSync('/usr/lib/x86_64-linux-gnu/cmake/Torch/TorchConfig.cmake') ? 'system libtorch-dev found' : 'no libtorch found');
+  const missingLib = /lib(torch|c10|blas|lapack|gomp)[^:]*\.so[^:]*: cannot open/.exec(reason);
+  const fix = missingLib
+    ? `A shared library is missing (${missingLib[0]}). Install the system dependencies: sudo bash ${path.join(packageRoot, 'scripts/setup-system.sh')}` +
+      ' (or point LD_LIBRARY_PATH at your libtorch/lib).'
+    : `Build the addon: install the system dependencies (sudo bash ${path.join(packageRoot, 'scripts/setup-system.sh')}), then run ` +
+      `\`npm run build:native\` in ${packageRoot} (set LIBTORCH=/path/to/libtorch for a CUDA build).`;
+  return [
+    `dfdet's native addon could not be loaded on ${platform}: ${reason}`,
+    `Tried: ${tried.join(', ')}. libtorch: ${libtorch}.`,
+    fix,
+  ].join('\n');
+}
+
+const CODES = new Set<ErrorCode>([
+  'MODEL_LOAD_FAILED', 'BAD_INPUT', 'DISPOSED', 'OUT_OF_MEMORY', 'UNSUPPORTED', 'RUNTIME_ERROR', 'BAD_WEIGHTS',
+]);
+
+/** Converts an error thrown or rejected by the addon into a DfdetError (keeps the libtorch message). */
+export function wrapNativeError(e: unknown, context?: string): DfdetError {
+  if (e instanceof DfdetError) return e;
+  const err = e as { code?: unknown; message?: unknown };
+  const code = typeof err?.code === 'string' && CODES.has(err.code as ErrorCode) ? (err.code as ErrorCode) : 'RUNTIME_ERROR';
+  const message = typeof err?.message === 'string' ? err.message : String(e);
+  return new DfdetError(code, context ? `${context}: ${message}` : message, { cause: e });
+}

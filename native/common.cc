@@ -1,0 +1,84 @@
+#include "common.h"
+
+#include <ATen/Parallel.h>
+
+#include <new>
+
+namespace dfdet {
+
+std::atomic<int> gDesiredThreads{0};
+std::atomic<int64_t> gLiveExternalTensors{0};
+std::atomic<int64_t> gLiveExternalBytes{0};
+
+void applyThreads() {
+  int want = gDesiredThreads.load();
+  if (want > 0 && at::get_num_threads() != want) at::set_num_threads(want);
+}
+
+static bool mentionsOutOfMemory(const std::string& m) {
+  return m.find("out of memory") != std::string::npos || m.find("not enough memory") != std::string::npos ||
+         m.find("can't allocate memory") != std::string::npos;
+}
+
+ErrorInfo classifyCurrentException(const std::string& fallback) {
+  try {
+    throw;
+  } catch (const c10::OutOfMemoryError& e) {
+    return {"OUT_OF_MEMORY", e.what_without_backtrace()};
+  } catch (const c10::Error& e) {
+    std::string m = e.what_without_backtrace();
+    return {mentionsOutOfMemory(m) ? "OUT_OF_MEMORY" : fallback, m};
+  } catch (const std::bad_alloc& e) {
+    return {"OUT_OF_MEMORY", std::string("allocation failed: ") + e.what()};
+  } catch (const std::exception& e) {
+    // torch::jit::ErrorReport (TorchScript compile errors) lands here: it is not a c10::Error.
+    std::string m = e.what();
+    return {mentionsOutOfMemory(m) ? "OUT_OF_MEMORY" : fallback, m};
+  } catch (...) {
+    return {fallback, "unknown native exception"};
+  }
+}
+
+Napi::Error makeError(Napi::Env env, const std::string& code, const std::string& message) {
+  Napi::Error err = Napi::Error::New(env, message);
+  err.Set("code", Napi::String::New(env, code));
+  return err;
+}
+
+void throwTyped(Napi::Env env, const std::string& code, const std::string& message) {
+  throw makeError(env, code, message);
+}
+
+void PromiseWorker::Execute() {
+  try {
+    applyThreads();
+    Run();
+  } catch (...) {
+    ErrorInfo info = classifyCurrentException(fallbackCode_);
+    errorCode_ = info.code;
+    SetError(info.message.empty() ? "native error" : info.message);
+  }
+}
+
+void PromiseWorker::OnOK() {
+  Napi::Env env = Env();
+  Napi::HandleScope scope(env);
+  try {
+    deferred_.Resolve(Resolve(env));
+  } catch (const Napi::Error& e) {
+    deferred_.Reject(e.Value());
+  } catch (...) {
+    ErrorInfo info = classifyCurrentException(fallbackCode_);
+    deferred_.Reject(makeError(env, info.code, info.message).Value());
+  }
+  Settled();
+}
+
+void PromiseWorker::OnError(const Napi::Error& e) {
+  Napi::Env env = Env();
+  Napi::HandleScope scope(env);
+  deferred_.Reject(makeError(env, errorCode_.empty() ? fallbackCode_ : errorCode_, e.Message()).Value());
+  Settled();
+}
+
+}  // namespace dfdet

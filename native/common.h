@@ -1,0 +1,73 @@
+// Shared helpers of the dfdet addon: error classification, per-environment data, the async worker
+// base that turns every C++ exception into a rejected promise with a stable `code`.
+#pragma once
+
+#include <napi.h>
+#include <torch/script.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace dfdet {
+
+// Per-environment state (one per main thread / worker_thread). No static N-API references.
+struct AddonData {
+  Napi::FunctionReference modelConstructor;
+};
+
+// Desired libtorch intra-op thread count. Process-wide on purpose: OpenMP sets the count per
+// calling thread, so every worker re-applies it before heavy work (see applyThreads()).
+extern std::atomic<int> gDesiredThreads;
+void applyThreads();
+
+// Live tensors whose memory is owned by JS ArrayBuffers (for tests and leak checks).
+extern std::atomic<int64_t> gLiveExternalTensors;
+extern std::atomic<int64_t> gLiveExternalBytes;
+
+struct ErrorInfo {
+  std::string code;
+  std::string message;
+};
+
+// Maps the exception in flight to a code; `fallback` is the code for errors of the operation itself.
+ErrorInfo classifyCurrentException(const std::string& fallback);
+
+Napi::Error makeError(Napi::Env env, const std::string& code, const std::string& message);
+
+// An AsyncWorker that settles a promise. Subclasses implement Run() (thread pool, no N-API) and
+// Resolve() (JS thread). Every exception thrown by Run() becomes a typed rejection.
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  PromiseWorker(Napi::Env env, const char* name, std::string fallbackCode)
+      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)),
+        fallbackCode_(std::move(fallbackCode)) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  virtual void Run() = 0;
+  virtual Napi::Value Resolve(Napi::Env env) = 0;
+  // Called on the JS thread after the promise settled, success or not.
+  virtual void Settled() {}
+
+  void Fail(std::string code, std::string message) {
+    errorCode_ = std::move(code);
+    SetError(message);
+  }
+
+ private:
+  void Execute() override;
+  void OnOK() override;
+  void OnError(const Napi::Error& e) override;
+
+  Napi::Promise::Deferred deferred_;
+  std::string fallbackCode_;
+  std::string errorCode_;
+};
+
+// Throws a JS error with a code from a synchronous binding function.
+[[noreturn]] void throwTyped(Napi::Env env, const std::string& code, const std::string& message);
+
+}  // namespace dfdet

@@ -1,0 +1,352 @@
+// NativeModel: a TorchScript module loaded by libtorch, run on the libuv thread pool.
+#include "model.h"
+
+#include "tensors.h"
+
+#include <torch/csrc/jit/serialization/import.h>
+#include <torch/cuda.h>
+
+#include <mutex>
+#include <streambuf>
+#include <vector>
+
+namespace dfdet {
+
+namespace {
+
+// State shared by the JS wrapper and every worker in flight, so a finalizer or dispose() during a
+// run never frees the module under it.
+struct ModelState {
+  torch::jit::Module module;
+  std::mutex runMutex;  // libtorch modules are not safe to run concurrently; on 2 cores it is also faster
+  c10::Device device{at::kCPU};
+  at::ScalarType dtype = at::kFloat;
+  std::vector<std::string> methods;
+  int64_t parameterCount = 0;
+  int64_t parameterBytes = 0;
+  std::map<std::string, std::string> extraFiles;
+};
+
+// A read-only streambuf over pinned JS memory: torch::jit::load reads Buffers without a copy.
+class MemoryBuf : public std::streambuf {
+ public:
+  MemoryBuf(const char* data, size_t size) {
+    char* p = const_cast<char*>(data);
+    setg(p, p, p + size);
+  }
+
+ protected:
+  pos_type seekoff(off_type off, std::ios_base::seekdir dir, std::ios_base::openmode) override {
+    char* target = dir == std::ios_base::beg ? eback() + off : dir == std::ios_base::cur ? gptr() + off : egptr() + off;
+    if (target < eback() || target > egptr()) return pos_type(off_type(-1));
+    setg(eback(), target, egptr());
+    return pos_type(target - eback());
+  }
+  pos_type seekpos(pos_type pos, std::ios_base::openmode mode) override {
+    return seekoff(off_type(pos), std::ios_base::beg, mode);
+  }
+};
+
+c10::Device parseDevice(Napi::Env env, const std::string& s) {
+  try {
+    c10::Device d(s);
+    if (d.is_cuda() && !torch::cuda::is_available())
+      throwTyped(env, "UNSUPPORTED", "device '" + s + "' requested but this libtorch has no usable CUDA (set LIBTORCH to a CUDA build of libtorch and rebuild)");
+    if (d.is_cuda() && d.has_index() && d.index() >= static_cast<int>(torch::cuda::device_count()))
+      throwTyped(env, "UNSUPPORTED", "device '" + s + "' requested but only " + std::to_string(torch::cuda::device_count()) + " CUDA device(s) exist");
+    if (!d.is_cpu() && !d.is_cuda()) throwTyped(env, "UNSUPPORTED", "device '" + s + "' is not supported (use cpu, cuda or cuda:N)");
+    return d;
+  } catch (const c10::Error&) {
+    throwTyped(env, "BAD_INPUT", "Expected 'cpu', 'cuda' or 'cuda:N' for device but received '" + s + "'");
+  }
+}
+
+at::ScalarType parseFloatDType(Napi::Env env, const std::string& s) {
+  if (s == "float32") return at::kFloat;
+  if (s == "float16") return at::kHalf;
+  if (s == "bfloat16") return at::kBFloat16;
+  throwTyped(env, "BAD_INPUT", "Expected one of float32, float16, bfloat16 for dtype but received '" + s + "'");
+}
+
+class NativeModel : public Napi::ObjectWrap<NativeModel> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeModel",
+                       {StaticMethod("load", &NativeModel::Load), InstanceMethod("info", &NativeModel::Info),
+                        InstanceMethod("run", &NativeModel::Run), InstanceMethod("dispose", &NativeModel::Dispose),
+                        InstanceAccessor("disposed", &NativeModel::Disposed, nullptr)});
+  }
+
+  explicit NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
+    // Only load() creates instances: it passes an External holding the loaded state.
+    if (info.Length() != 1 || !info[0].IsExternal())
+      throwTyped(info.Env(), "BAD_INPUT", "NativeModel cannot be constructed directly; use NativeModel.load()");
+    auto* holder = info[0].As<Napi::External<std::shared_ptr<ModelState>>>().Data();
+    state_ = *holder;
+    accountedBytes_ = state_->parameterBytes;
+    Napi::MemoryManagement::AdjustExternalMemory(info.Env(), accountedBytes_);
+  }
+
+  ~NativeModel() override {
+    // The finalizer may run with runs still in flight: they hold their own shared_ptr.
+    ReleaseAccounting();
+  }
+
+  static Napi::Value Load(const Napi::CallbackInfo& info);
+  Napi::Value Info(const Napi::CallbackInfo& info);
+  Napi::Value Run(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), disposing_); }
+
+  void RunFinished() {
+    inFlight_--;
+    MaybeFinishDispose();
+  }
+
+ private:
+  void MaybeFinishDispose() {
+    if (!disposing_ || inFlight_ > 0) return;
+    state_.reset();
+    ReleaseAccounting();
+    for (auto& d : pendingDisposals_) d.Resolve(Env().Undefined());
+    pendingDisposals_.clear();
+  }
+  void ReleaseAccounting() {
+    if (accountedBytes_ == 0) return;
+    int64_t ignored;
+    napi_adjust_external_memory(Env(), -accountedBytes_, &ignored);
+    accountedBytes_ = 0;
+  }
+
+  std::shared_ptr<ModelState> state_;
+  bool disposing_ = false;
+  int inFlight_ = 0;
+  int64_t accountedBytes_ = 0;
+  std::vector<Napi::Promise::Deferred> pendingDisposals_;
+};
+
+class LoadWorker : public PromiseWorker {
+ public:
+  LoadWorker(Napi::Env env, AddonData* data) : PromiseWorker(env, "dfdet.load", "MODEL_LOAD_FAILED"), data_(data) {}
+
+  std::string path;
+  Napi::ObjectReference bytesPin;  // keeps a Buffer source alive while it is read
+  const char* bytes = nullptr;
+  size_t size = 0;
+  c10::Device device{at::kCPU};
+  at::ScalarType dtype = at::kFloat;
+  bool optimize = false;
+  std::vector<std::string> extraFileNames;
+
+ protected:
+  void Run() override {
+    auto st = std::make_shared<ModelState>();
+    torch::jit::ExtraFilesMap extra;
+    for (const auto& n : extraFileNames) extra[n] = "";
+    if (bytes) {
+      MemoryBuf buf(bytes, size);
+      std::istream in(&buf);
+      st->module = torch::jit::load(in, device, extra);
+    } else {
+      st->module = torch::jit::load(path, device, extra);
+    }
+    for (const auto& kv : extra)
+      if (!kv.second.empty()) st->extraFiles[kv.first] = kv.second;
+    st->module.eval();
+    if (dtype != at::kFloat) st->module.to(dtype);
+    st->device = device;
+    st->dtype = dtype;
+    for (const auto& p : st->module.parameters()) {
+      st->parameterCount += p.numel();
+      st->parameterBytes += p.numel() * static_cast<int64_t>(p.element_size());
+    }
+    for (const auto& m : st->module.get_methods()) st->methods.push_back(m.name());
+    if (optimize) {
+      std::vector<std::string> others;
+      for (const auto& m : st->methods)
+        if (m != "forward") others.push_back(m);
+      auto frozen = torch::jit::freeze(st->module, others);
+      st->module = torch::jit::optimize_for_inference(frozen, others);
+    }
+    state_ = st;
+  }
+
+  Napi::Value Resolve(Napi::Env env) override {
+    auto holder = std::make_unique<std::shared_ptr<ModelState>>(state_);
+    // The External only lives for the constructor call; the wrapper copies the shared_ptr.
+    Napi::External<std::shared_ptr<ModelState>> ext = Napi::External<std::shared_ptr<ModelState>>::New(env, holder.get());
+    return data_->modelConstructor.New({ext});
+  }
+
+ private:
+  AddonData* data_;
+  std::shared_ptr<ModelState> state_;
+};
+
+class RunWorker : public PromiseWorker {
+ public:
+  RunWorker(Napi::Env env, NativeModel* owner, Napi::Object ownerObj, std::shared_ptr<ModelState> st)
+      : PromiseWorker(env, "dfdet.run", "RUNTIME_ERROR"), owner_(owner), state_(std::move(st)) {
+    ownerPin_ = Napi::Persistent(ownerObj);  // the wrapper must outlive RunFinished()
+  }
+
+  std::string method;
+  std::vector<PinnedTensor> inputs;
+  bool checkFinite = true;
+
+ protected:
+  void Run() override {
+    std::lock_guard<std::mutex> lock(state_->runMutex);
+    c10::InferenceMode guard;
+    auto m = state_->module.find_method(method);
+    if (!m) {
+      std::string names;
+      for (const auto& n : state_->methods) names += (names.empty() ? "" : ", ") + n;
+      Fail("BAD_INPUT", "the model has no method '" + method + "' (it has: " + names + ")");
+      return;
+    }
+    std::vector<c10::IValue> args;
+    std::vector<std::pair<const uint8_t*, const uint8_t*>> spans;
+    for (size_t i = 0; i < inputs.size(); i++) {
+      at::Tensor t = inputs[i].tensor;
+      spans.emplace_back(inputs[i].begin, inputs[i].end);
+      if (checkFinite && at::isFloatingType(t.scalar_type()) && t.numel() > 0 && !at::isfinite(t).all().item<bool>()) {
+        Fail("BAD_INPUT", "input " + std::to_string(i) + " holds NaN or infinite values");
+        return;
+      }
+      if (!t.is_contiguous()) t = t.contiguous();
+      if (at::isFloatingType(t.scalar_type()) && t.scalar_type() != state_->dtype) t = t.to(state_->dtype);
+      if (!state_->device.is_cpu()) t = t.to(state_->device);  // one staged copy to the GPU
+      args.emplace_back(t);
+    }
+    c10::IValue out = (*m)(std::move(args));
+    result_ = prepareOutput(out, spans);
+  }
+
+  Napi::Value Resolve(Napi::Env env) override { return toJs(env, result_); }
+
+  void Settled() override {
+    result_ = c10::IValue();
+    owner_->RunFinished();
+    // Inputs (pins) are released with the worker, on this thread.
+  }
+
+ private:
+  NativeModel* owner_;
+  Napi::ObjectReference ownerPin_;
+  std::shared_ptr<ModelState> state_;
+  c10::IValue result_;
+};
+
+Napi::Value NativeModel::Load(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto* data = env.GetInstanceData<AddonData>();
+  if (info.Length() < 2 || !info[1].IsObject()) throwTyped(env, "BAD_INPUT", "Expected an options object for load()");
+  Napi::Object opts = info[1].As<Napi::Object>();
+  auto* w = new LoadWorker(env, data);
+  try {
+    if (info[0].IsString()) {
+      w->path = info[0].As<Napi::String>().Utf8Value();
+    } else if (info[0].IsTypedArray()) {
+      Napi::TypedArray a = info[0].As<Napi::TypedArray>();
+      w->bytes = static_cast<const char*>(a.ArrayBuffer().Data()) + a.ByteOffset();
+      w->size = a.ByteLength();
+      w->bytesPin = Napi::Persistent(a.As<Napi::Object>());
+    } else {
+      throwTyped(env, "BAD_INPUT", "Expected a path string or a Uint8Array for the model source");
+    }
+    Napi::Value dev = opts.Get("device");
+    w->device = parseDevice(env, dev.IsString() ? dev.As<Napi::String>().Utf8Value() : "cpu");
+    Napi::Value dt = opts.Get("dtype");
+    w->dtype = parseFloatDType(env, dt.IsString() ? dt.As<Napi::String>().Utf8Value() : "float32");
+    w->optimize = opts.Get("optimize").ToBoolean().Value();
+    Napi::Value ef = opts.Get("extraFiles");
+    if (ef.IsArray()) {
+      Napi::Array a = ef.As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); i++) w->extraFileNames.push_back(a.Get(i).ToString().Utf8Value());
+    }
+  } catch (...) {
+    delete w;
+    throw;
+  }
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value NativeModel::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!state_) throwTyped(env, "DISPOSED", "the model was disposed");
+  Napi::Object o = Napi::Object::New(env);
+  Napi::Array methods = Napi::Array::New(env, state_->methods.size());
+  for (size_t i = 0; i < state_->methods.size(); i++) methods.Set(static_cast<uint32_t>(i), state_->methods[i]);
+  o.Set("methods", methods);
+  o.Set("parameterCount", Napi::Number::New(env, static_cast<double>(state_->parameterCount)));
+  o.Set("parameterBytes", Napi::Number::New(env, static_cast<double>(state_->parameterBytes)));
+  o.Set("device", state_->device.str());
+  o.Set("dtype", dtypeName(state_->dtype));
+  Napi::Object extra = Napi::Object::New(env);
+  for (const auto& kv : state_->extraFiles) extra.Set(kv.first, kv.second);
+  o.Set("extraFiles", extra);
+  Napi::Object attrs = Napi::Object::New(env);
+  {
+    std::lock_guard<std::mutex> lock(state_->runMutex);
+    for (const auto& a : state_->module.named_attributes(/*recurse=*/false)) {
+      if (a.name == "training") continue;
+      const c10::IValue& v = a.value;
+      if (v.isString()) attrs.Set(a.name, v.toStringRef());
+      else if (v.isInt()) attrs.Set(a.name, Napi::Number::New(env, static_cast<double>(v.toInt())));
+      else if (v.isDouble()) attrs.Set(a.name, Napi::Number::New(env, v.toDouble()));
+      else if (v.isBool()) attrs.Set(a.name, Napi::Boolean::New(env, v.toBool()));
+    }
+  }
+  o.Set("attributes", attrs);
+  return o;
+}
+
+Napi::Value NativeModel::Run(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (disposing_ || !state_) throwTyped(env, "DISPOSED", "the model was disposed");
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsArray())
+    throwTyped(env, "BAD_INPUT", "Expected run(method: string, inputs: NativeTensor[], options?)");
+  auto* w = new RunWorker(env, this, Value(), state_);
+  try {
+    w->method = info[0].As<Napi::String>().Utf8Value();
+    Napi::Array arr = info[1].As<Napi::Array>();
+    for (uint32_t i = 0; i < arr.Length(); i++) w->inputs.push_back(wrapTensor(env, arr.Get(i), "inputs[" + std::to_string(i) + "]"));
+    if (info.Length() > 2 && info[2].IsObject()) {
+      Napi::Value cf = info[2].As<Napi::Object>().Get("checkFinite");
+      if (!cf.IsUndefined()) w->checkFinite = cf.ToBoolean().Value();
+    }
+  } catch (...) {
+    delete w;
+    throw;
+  }
+  inFlight_++;
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value NativeModel::Dispose(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto d = Napi::Promise::Deferred::New(env);
+  if (!state_) {
+    d.Resolve(env.Undefined());
+    return d.Promise();
+  }
+  disposing_ = true;
+  pendingDisposals_.push_back(d);
+  MaybeFinishDispose();
+  return d.Promise();
+}
+
+}  // namespace
+
+Napi::Function initModelClass(Napi::Env env, AddonData* data) {
+  Napi::Function ctor = NativeModel::Define(env);
+  data->modelConstructor = Napi::Persistent(ctor);
+  return ctor;
+}
+
+}  // namespace dfdet

@@ -1,0 +1,9 @@
+#pragma once
+
+#include "common.h"
+
+namespace dfdet {
+
+Napi::Function initModelClass(Napi::Env env, AddonData* data);
+
+}  // namespace dfdet
