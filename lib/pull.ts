@@ -1,0 +1,413 @@
+/**
+ * Download a registry model into the cache: redirects (the hub sends LFS files to a CDN), resume of
+ * `.part` files with Range requests, sha256 verification, bounded retries, atomic rename, then the
+ * caller's convert step and a manifest entry.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { DfdetError, invalidParameter, isDfdetError } from './errors';
+import { CachedFile, CacheManifest, defaultCacheDir, modelCacheDir, readManifest, writeManifest } from './cache';
+import { getModel, RegistryEntry, RegistryFile, validateEntry } from './registry';
+
+/** Progress of one file. */
+export interface PullProgress {
+  /** Registry file name. */
+  file: string;
+  /** 0-based index of the file in the entry. */
+  fileIndex: number;
+  /** Number of files of the entry. */
+  fileCount: number;
+  /** Bytes of this file on disk so far (resumed bytes included). */
+  bytes: number;
+  /** Total size of this file, or null when the server did not say. */
+  total: number | null;
+  /** True when the file was already in the cache and nothing was downloaded. */
+  cached: boolean;
+}
+
+/** Options of {@link pull}. */
+export interface PullOptions {
+  /** Cache folder. Default {@link defaultCacheDir} (`$DFDET_CACHE` > `$XDG_CACHE_HOME/dfdet` > `~/.cache/dfdet`). */
+  cacheDir?: string;
+  /** Called after every received chunk (and once per cached file). */
+  onProgress?: (progress: PullProgress) => void;
+  /** Abort: rejects with ABORTED; the `.part` file is kept for a later resume. */
+  signal?: AbortSignal;
+  /** fetch implementation. Default: global fetch (Node's undici). */
+  fetchImpl?: typeof fetch;
+  /** Replace the scheme, host and port of every file URL (tests, mirrors), e.g. `http://127.0.0.1:8080`. */
+  baseUrl?: string;
+  /** Attempts after the first for dropped connections, stalls and 5xx/429 answers, per file. Default 3. */
+  retries?: number;
+  /** First retry delay in ms, doubled per retry. Default 500. */
+  retryDelayMs?: number;
+  /** A request that receives no bytes for this long is dropped and retried. Default 60000 ms. */
+  stallTimeoutMs?: number;
+  /** Download again even when the cache has the files (and convert again). Default false. */
+  force?: boolean;
+  /** Convert the downloaded files; returns the path of the converted model, recorded in the manifest. */
+  convert?: (files: CachedFile[], entry: RegistryEntry) => Promise<string>;
+}
+
+/** What {@link pull} did. */
+export interface PullResult {
+  /** The registry entry pulled. */
+  entry: RegistryEntry;
+  /** The model's cache folder. */
+  dir: string;
+  /** The files, in registry order. */
+  files: CachedFile[];
+  /** Names of the files actually downloaded in this call (others were already cached). */
+  downloaded: string[];
+  /** Converted model path (from this call or a previous one), or null. */
+  converted: string | null;
+  /** Path of the manifest written. */
+  manifest: string;
+}
+
+/** ETag value as a sha256 when it is one: strips `W/` and quotes; null otherwise. */
+export function sha256FromEtag(value: string | null | undefined): string | null {
+  if (!value) return null;
+  const v = value.trim().replace(/^W\//i, '').replace(/^"(.*)"$/, '$1').toLowerCase();
+  return /^[0-9a-f]{64}$/.test(v) ? v : null;
+}
+
+/** sha256 of a file (lower-case hex). */
+export async function sha256File(file: string): Promise<string> {
+  const hash = crypto.createHash('sha256');
+  for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+function abortedError(cause?: unknown): DfdetError {
+  return new DfdetError('ABORTED', 'Download aborted', { cause });
+}
+
+/** An error worth retrying (network drop, stall, truncated body, 5xx). */
+class RetryableError extends Error {}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(abortedError(signal.reason));
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(t);
+      reject(abortedError(signal?.reason));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+interface Ctx {
+  fetchImpl: typeof fetch;
+  signal?: AbortSignal;
+  retries: number;
+  retryDelayMs: number;
+  stallTimeoutMs: number;
+  onProgress?: (p: PullProgress) => void;
+  fileIndex: number;
+  fileCount: number;
+}
+
+/** Rewrite a URL's origin to baseUrl (keeping path and query). */
+function rebase(url: string, baseUrl?: string): string {
+  if (!baseUrl) return url;
+  const u = new URL(url);
+  const b = new URL(baseUrl);
+  const prefix = b.pathname.replace(/\/$/, '');
+  return new URL(`${prefix}${u.pathname}${u.search}`, b.origin).toString();
+}
+
+/**
+ * GET with manual redirects so that the hub's `X-Linked-Etag` on the 302 is seen.
+ * Returns the final response and the sha256 announced by any hop.
+ */
+async function request(
+  url: string,
+  headers: Record<string, string>,
+  ctx: Ctx,
+  signal: AbortSignal,
+): Promise<{ res: Response; etagSha: string | null; finalUrl: string }> {
+  let current = url;
+  let etagSha: string | null = null;
+  for (let hop = 0; hop <= 10; hop++) {
+    let res: Response;
+    try {
+      res = await ctx.fetchImpl(current, { headers, redirect: 'manual', signal });
+    } catch (e) {
+      if (ctx.signal?.aborted) throw abortedError(e);
+      throw new RetryableError(`request to ${current} failed: ${(e as Error).message}`, { cause: e });
+    }
+    etagSha = etagSha ?? sha256FromEtag(res.headers.get('x-linked-etag'));
+    if (res.status >= 300 && res.status < 400 && res.headers.get('location')) {
+      await res.body?.cancel().catch(() => undefined);
+      current = new URL(res.headers.get('location')!, current).toString();
+      continue;
+    }
+    etagSha = etagSha ?? sha256FromEtag(res.headers.get('etag'));
+    return { res, etagSha, finalUrl: current };
+  }
+  throw new DfdetError('DOWNLOAD_FAILED', `Too many redirects for ${url}`, { details: { url } });
+}
+
+/** Parse `Content-Range: bytes start-end/total`. */
+function parseContentRange(v: string | null): { start: number; total: number | null } | null {
+  const m = v && /^bytes\s+(\d+)-(\d+)\/(\d+|\*)$/i.exec(v.trim());
+  if (!m) return null;
+  return { start: Number(m[1]), total: m[3] === '*' ? null : Number(m[3]) };
+}
+
+async function fileSize(p: string): Promise<number> {
+  const st = await fs.promises.stat(p).catch(() => null);
+  return st && st.isFile() ? st.size : 0;
+}
+
+/**
+ * One attempt: request from the current .part size and append. Resolves when the body is complete.
+ * @returns the sha256 announced by the server (or null).
+ */
+async function attempt(url: string, part: string, file: RegistryFile, ctx: Ctx): Promise<string | null> {
+  const offset = await fileSize(part);
+  const headers: Record<string, string> = { 'accept-encoding': 'identity', 'user-agent': 'dfdet' };
+  if (offset > 0) headers.range = `bytes=${offset}-`;
+  const ctrl = new AbortController();
+  const onAbort = (): void => ctrl.abort(ctx.signal?.reason);
+  ctx.signal?.addEventListener('abort', onAbort, { once: true });
+  let stalled = false;
+  let timer: NodeJS.Timeout | undefined;
+  const arm = (): void => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      stalled = true;
+      ctrl.abort(new Error('stalled'));
+    }, ctx.stallTimeoutMs);
+  };
+  try {
+    arm();
+    const { res, etagSha } = await request(url, headers, ctx, ctrl.signal);
+    let start: number;
+    let total: number | null;
+    const length = res.headers.get('content-length');
+    if (res.status === 206 && offset > 0) {
+      const cr = parseContentRange(res.headers.get('content-range'));
+      if (!cr || cr.start !== offset) {
+        // A range we did not ask for: start over rather than splice wrong bytes.
+        await res.body?.cancel().catch(() => undefined);
+        await fs.promises.rm(part, { force: true });
+        throw new RetryableError(`server answered range ${res.headers.get('content-range')} for offset ${offset}`);
+      }
+      start = offset;
+      total = cr.total ?? (length !== null ? offset + Number(length) : null);
+    } else if (res.status === 200 || (res.status === 206 && offset === 0)) {
+      // 200 to a Range request: the server ignored it, so the body is the whole file.
+      start = 0;
+      total = res.status === 206 ? parseContentRange(res.headers.get('content-range'))?.total ?? null : length !== null ? Number(length) : null;
+    } else if (res.status === 416 && offset > 0) {
+      // The .part is not a prefix we can extend (e.g. larger than the file): restart.
+      await res.body?.cancel().catch(() => undefined);
+      await fs.promises.rm(part, { force: true });
+      throw new RetryableError(`range ${offset}- not satisfiable`);
+    } else {
+      await res.body?.cancel().catch(() => undefined);
+      const msg = `HTTP ${res.status} ${res.statusText} for ${url}`;
+      if (res.status >= 500 || res.status === 429 || res.status === 408) throw new RetryableError(msg);
+      throw new DfdetError('DOWNLOAD_FAILED', `Download of ${file.name} failed: ${msg}`, { details: { status: res.status, url } });
+    }
+    if (total !== null && file.size !== undefined && total !== file.size) {
+      await res.body?.cancel().catch(() => undefined);
+      throw new DfdetError('DOWNLOAD_FAILED', `Server reports ${total} bytes for ${file.name} but the registry says ${file.size}`, {
+        details: { url, total, expected: file.size },
+      });
+    }
+    if (!res.body) throw new RetryableError(`empty body from ${url}`);
+    const fh = await fs.promises.open(part, start === 0 ? 'w' : 'a');
+    let bytes = start;
+    try {
+      const reader = res.body.getReader();
+      ctx.onProgress?.({ file: file.name, fileIndex: ctx.fileIndex, fileCount: ctx.fileCount, bytes, total, cached: false });
+      for (;;) {
+        let chunk: Awaited<ReturnType<typeof reader.read>>;
+        try {
+          chunk = await reader.read();
+        } catch (e) {
+          if (ctx.signal?.aborted) throw abortedError(e);
+          throw new RetryableError(stalled ? `no data for ${ctx.stallTimeoutMs} ms` : `connection dropped: ${(e as Error).message}`, { cause: e });
+        }
+        if (chunk.done) break;
+        arm();
+        await fh.write(chunk.value);
+        bytes += chunk.value.length;
+        ctx.onProgress?.({ file: file.name, fileIndex: ctx.fileIndex, fileCount: ctx.fileCount, bytes, total, cached: false });
+        if (ctx.signal?.aborted) {
+          await reader.cancel().catch(() => undefined);
+          throw abortedError(ctx.signal.reason);
+        }
+      }
+    } finally {
+      await fh.close();
+    }
+    if (total !== null && bytes !== total) throw new RetryableError(`body ended at ${bytes} of ${total} bytes`);
+    return etagSha;
+  } catch (e) {
+    if (ctx.signal?.aborted && !isDfdetError(e, 'ABORTED')) throw abortedError(e);
+    if (stalled && !(e instanceof RetryableError) && !isDfdetError(e)) throw new RetryableError(`no data for ${ctx.stallTimeoutMs} ms`, { cause: e });
+    throw e;
+  } finally {
+    clearTimeout(timer);
+    ctx.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/** Download one file to `dest` (via `dest.part`), verified. */
+async function downloadFile(url: string, dest: string, file: RegistryFile, ctx: Ctx): Promise<CachedFile> {
+  const part = `${dest}.part`;
+  await fs.promises.mkdir(path.dirname(dest), { recursive: true });
+  let failures = 0;
+  let restartedAfterMismatch = false;
+  for (;;) {
+    const resumed = (await fileSize(part)) > 0;
+    let etagSha: string | null;
+    try {
+      etagSha = await attempt(url, part, file, ctx);
+    } catch (e) {
+      if (!(e instanceof RetryableError)) throw e;
+      failures++;
+      if (failures > ctx.retries) {
+        throw new DfdetError('DOWNLOAD_FAILED', `Download of ${file.name} from ${url} failed after ${failures} attempts: ${e.message}`, {
+          cause: e,
+          details: { url, attempts: failures },
+        });
+      }
+      await sleep(ctx.retryDelayMs * 2 ** (failures - 1), ctx.signal);
+      continue;
+    }
+    const expected = file.sha256 ?? etagSha;
+    const size = await fileSize(part);
+    const actual = await sha256File(part);
+    const badSize = file.size !== undefined && size !== file.size;
+    if ((expected && actual !== expected) || badSize) {
+      await fs.promises.rm(part, { force: true });
+      // Bytes resumed from an older .part may come from another version of the file: retry once from zero.
+      if (resumed && !restartedAfterMismatch) {
+        restartedAfterMismatch = true;
+        continue;
+      }
+      throw new DfdetError(
+        'CHECKSUM_MISMATCH',
+        badSize
+          ? `Downloaded ${file.name} has ${size} bytes, expected ${file.size} (${url}); the file was deleted`
+          : `sha256 of downloaded ${file.name} is ${actual}, expected ${expected} (${url}); the file was deleted`,
+        { details: { url, expected, actual, size } },
+      );
+    }
+    await fs.promises.rename(part, dest);
+    return {
+      name: file.name,
+      url,
+      path: dest,
+      size,
+      sha256: actual,
+      verifiedBy: file.sha256 ? 'registry' : etagSha ? 'etag' : 'none',
+    };
+  }
+}
+
+function checkOptions(o: PullOptions): void {
+  if (!o || typeof o !== 'object') invalidParameter('options', 'an object', o);
+  if (o.cacheDir !== undefined && (typeof o.cacheDir !== 'string' || o.cacheDir === '')) invalidParameter('cacheDir', 'a folder path', o.cacheDir);
+  if (o.onProgress !== undefined && typeof o.onProgress !== 'function') invalidParameter('onProgress', 'a function', o.onProgress);
+  if (o.convert !== undefined && typeof o.convert !== 'function') invalidParameter('convert', 'a function', o.convert);
+  if (o.fetchImpl !== undefined && typeof o.fetchImpl !== 'function') invalidParameter('fetchImpl', 'a fetch function', o.fetchImpl);
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) invalidParameter('signal', 'an AbortSignal', o.signal);
+  for (const k of ['retries', 'retryDelayMs'] as const) {
+    const v = o[k];
+    if (v !== undefined && !(Number.isInteger(v) && v >= 0 && v <= 1e7)) invalidParameter(k, 'a non-negative integer', v);
+  }
+  if (o.stallTimeoutMs !== undefined && !(Number.isInteger(o.stallTimeoutMs) && o.stallTimeoutMs > 0)) {
+    invalidParameter('stallTimeoutMs', 'a positive integer', o.stallTimeoutMs);
+  }
+  if (o.baseUrl !== undefined) {
+    let ok = false;
+    try {
+      ok = typeof o.baseUrl === 'string' && /^https?:$/.test(new URL(o.baseUrl).protocol);
+    } catch {
+      ok = false;
+    }
+    if (!ok) invalidParameter('baseUrl', 'an http(s) URL', o.baseUrl);
+  }
+}
+
+/**
+ * Download a model's files into the cache (skipping files the manifest already records with the
+ * same size on disk, unless `force`), then run `convert` (only when there is no recorded converted
+ * output that still exists, or with `force`) and write the manifest.
+ *
+ * @param model A registry name (see {@link getModel}) or an entry object (validated).
+ * @throws DfdetError NOT_FOUND (unknown name), BAD_FORMAT (invalid entry), BAD_INPUT (options),
+ *   DOWNLOAD_FAILED (HTTP error with status and URL, or retries exhausted), CHECKSUM_MISMATCH
+ *   (corrupt download, deleted), ABORTED (signal; `.part` kept), or whatever `convert` throws.
+ */
+export async function pull(model: string | RegistryEntry, options: PullOptions = {}): Promise<PullResult> {
+  checkOptions(options);
+  const entry = typeof model === 'string' ? getModel(model) : validateEntry(model, 'pull entry');
+  const cacheDir = options.cacheDir ?? defaultCacheDir();
+  const dir = modelCacheDir(entry.name, cacheDir);
+  const fetchImpl = options.fetchImpl ?? globalThis.fetch;
+  if (typeof fetchImpl !== 'function') throw new DfdetError('UNSUPPORTED', 'No fetch implementation (Node >= 18 required)');
+  if (options.signal?.aborted) throw abortedError(options.signal.reason);
+  await fs.promises.mkdir(dir, { recursive: true });
+
+  const previous = options.force ? null : await readManifest(entry.name, cacheDir).catch(() => null);
+  const files: CachedFile[] = [];
+  const downloaded: string[] = [];
+  for (let i = 0; i < entry.files.length; i++) {
+    const f = entry.files[i]!;
+    const dest = path.join(dir, ...f.name.split('/'));
+    const url = rebase(f.url, options.baseUrl);
+    const known = previous?.files.find((p) => p.name === f.name && p.path === dest);
+    const onDisk = known ? await fileSize(dest) : -1;
+    if (known && onDisk === known.size && (!f.sha256 || f.sha256 === known.sha256) && (f.size === undefined || f.size === known.size)) {
+      files.push(known);
+      options.onProgress?.({ file: f.name, fileIndex: i, fileCount: entry.files.length, bytes: known.size, total: known.size, cached: true });
+      continue;
+    }
+    if (options.force) await fs.promises.rm(`${dest}.part`, { force: true });
+    const ctx: Ctx = {
+      fetchImpl,
+      signal: options.signal,
+      retries: options.retries ?? 3,
+      retryDelayMs: options.retryDelayMs ?? 500,
+      stallTimeoutMs: options.stallTimeoutMs ?? 60_000,
+      onProgress: options.onProgress,
+      fileIndex: i,
+      fileCount: entry.files.length,
+    };
+    files.push(await downloadFile(url, dest, f, ctx));
+    downloaded.push(f.name);
+  }
+
+  let converted: string | null = previous?.converted ?? null;
+  if (converted && (downloaded.length > 0 || !fs.existsSync(converted))) converted = null;
+  const manifest: CacheManifest = {
+    version: 1,
+    name: entry.name,
+    converter: entry.converter,
+    pulledAt: new Date().toISOString(),
+    files,
+    converted,
+  };
+  // Record the downloads before converting: a failed conversion must not cost a new download.
+  let manifestFile = await writeManifest(manifest, cacheDir);
+  if (options.convert && !converted) {
+    if (options.signal?.aborted) throw abortedError(options.signal.reason);
+    const out = await options.convert(files, entry);
+    if (typeof out !== 'string' || out === '') invalidParameter('convert() result', 'a path string', out);
+    manifest.converted = path.resolve(out);
+    manifestFile = await writeManifest(manifest, cacheDir);
+  }
+  return { entry, dir, files, downloaded, converted: manifest.converted, manifest: manifestFile };
+}
