@@ -607,7 +607,9 @@ async function* decodeFrames(
       const why = errors.length ? errors[errors.length - 1] : exitedBadly ? `ffmpeg exited with code ${exitCode}` : 'no frame could be decoded';
       throw new DfdetError('DECODE_FAILED', `Could not decode video ${file}: ${why}`, { details: { path: file, errors } });
     }
-    const partial = exitedBadly || errors.length > 0 || filled > 0 || (decoded < plan.planned && strategy.kind !== 'fps');
+    // Fewer frames than planned means a short read, unless the plan itself was an estimate.
+    const planExact = plan.indices !== undefined || (strategy.kind === 'every' && probe.frameCountExact);
+    const partial = exitedBadly || errors.length > 0 || filled > 0 || (decoded < plan.planned && planExact);
     return { planned: plan.planned, decoded, partial, errors, probe };
   } finally {
     clearTimeout(timer);
