@@ -86,7 +86,7 @@ interface Counts {
   thresholds: number[];
 }
 
-/** Validate labels and scores; returns them as plain arrays. */
+/** Validate labels and scores. */
 function checkInputs(labels: ArrayLike<number>, scores: ArrayLike<number>): void {
   if (labels === null || typeof labels !== 'object' || typeof labels.length !== 'number') {
     invalidParameter('labels', 'an array of 0/1', labels);
@@ -112,7 +112,10 @@ function checkInputs(labels: ArrayLike<number>, scores: ArrayLike<number>): void
 function binaryCounts(labels: ArrayLike<number>, scores: ArrayLike<number>): Counts {
   checkInputs(labels, scores);
   const n = labels.length;
-  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => scores[b]! - scores[a]!);
+  const s = Float64Array.from(scores);
+  const order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  order.sort((a, b) => s[b]! - s[a]!);
   const fps: number[] = [];
   const tps: number[] = [];
   const thresholds: number[] = [];
@@ -123,10 +126,10 @@ function binaryCounts(labels: ArrayLike<number>, scores: ArrayLike<number>): Cou
     if (labels[i] === 1) tp++;
     else fp++;
     // Close a point at the end of each group of equal scores (ties form one point).
-    if (k === n - 1 || scores[order[k + 1]!] !== scores[i]) {
+    if (k === n - 1 || s[order[k + 1]!] !== s[i]) {
       tps.push(tp);
       fps.push(fp);
-      thresholds.push(scores[i]!);
+      thresholds.push(s[i]!);
     }
   }
   return { fps, tps, thresholds };
@@ -137,7 +140,10 @@ function binaryCounts(labels: ArrayLike<number>, scores: ArrayLike<number>): Cou
  * @throws DfdetError BAD_INPUT on length mismatch, labels other than 0/1, non-finite scores.
  */
 export function rocCurve(labels: ArrayLike<number>, scores: ArrayLike<number>): RocCurve {
-  const { fps, tps, thresholds } = binaryCounts(labels, scores);
+  return rocFromCounts(binaryCounts(labels, scores));
+}
+
+function rocFromCounts({ fps, tps, thresholds }: Counts): RocCurve {
   const negatives = fps.length ? fps[fps.length - 1]! : 0;
   const positives = tps.length ? tps[tps.length - 1]! : 0;
   const fpr = [0, ...fps].map((v) => (negatives > 0 ? v / negatives : NaN));
@@ -164,7 +170,10 @@ export function auroc(labels: ArrayLike<number>, scores: ArrayLike<number>): num
  * @throws DfdetError BAD_INPUT as {@link rocCurve}.
  */
 export function prCurve(labels: ArrayLike<number>, scores: ArrayLike<number>): PrCurve {
-  const { fps, tps, thresholds } = binaryCounts(labels, scores);
+  return prFromCounts(binaryCounts(labels, scores));
+}
+
+function prFromCounts({ fps, tps, thresholds }: Counts): PrCurve {
   const positives = tps.length ? tps[tps.length - 1]! : 0;
   const m = tps.length;
   const precision: number[] = [];
@@ -226,7 +235,8 @@ export function eerFromRoc(roc: RocCurve): { eer: number; threshold: number } {
  */
 export function computeMetrics(labels: ArrayLike<number>, scores: ArrayLike<number>, threshold = 0.5): BinaryMetrics {
   if (typeof threshold !== 'number' || !Number.isFinite(threshold)) invalidParameter('threshold', 'a finite number', threshold);
-  const roc = rocCurve(labels, scores);
+  const counts = binaryCounts(labels, scores);
+  const roc = rocFromCounts(counts);
   const n = labels.length;
   let tp = 0;
   let fp = 0;
@@ -280,6 +290,6 @@ export function computeMetrics(labels: ArrayLike<number>, scores: ArrayLike<numb
     m.eerThreshold = e.threshold;
   }
   if (positives === 0) reasons.ap = 'no fake samples (precision undefined)';
-  else m.ap = apFromCurve(prCurve(labels, scores));
+  else m.ap = apFromCurve(prFromCounts(counts));
   return m;
 }
