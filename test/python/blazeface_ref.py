@@ -14,6 +14,11 @@
       Run `forward` for a test-side runner until stdin closes. Request: a JSON line
       {"method": "forward", "shape": [...]} then the float32 bytes; reply: a JSON line
       {"shapes": [[...], ...]} then the float32 bytes of each output, or {"error": "..."}.
+  blazeface_ref.py warp IN.rgb W H M0,M1,M2,M3,M4,M5 SIZE OUT.rgb
+      cv2.warpAffine(INTER_LINEAR, BORDER_CONSTANT 0) of raw RGB bytes, output SIZE x SIZE.
+  blazeface_ref.py umeyama '{"src": [[x,y],...], "dst": [[x,y],...]}'
+      Umeyama (1991) similarity with scaling (SVD form, as skimage's SimilarityTransform), as JSON
+      [a, b, c, d, e, f] of the 2x3 matrix.
   blazeface_ref.py bench MODEL.pt THREADS
       ms per forward of one 256x256 image and of a batch of 8, plain and frozen, as JSON.
 """
@@ -124,8 +129,38 @@ def bench(model, threads):
     print(json.dumps(res))
 
 
+def warp(inp, w, h, m, size, out):
+    import cv2
+    img = np.fromfile(inp, np.uint8).reshape(h, w, 3)
+    M = np.array([float(v) for v in m.split(',')], np.float64).reshape(2, 3)
+    res = cv2.warpAffine(img, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    res.tofile(out)
+
+
+def umeyama(src, dst):
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    n, d = src.shape
+    ms, md = src.mean(0), dst.mean(0)
+    sd, dd = src - ms, dst - md
+    A = dd.T @ sd / n
+    D = np.ones(d)
+    if np.linalg.det(A) < 0:
+        D[-1] = -1
+    U, S, V = np.linalg.svd(A)
+    R = U @ np.diag(D) @ V
+    scale = (S @ D) / sd.var(0).sum()
+    t = md - scale * R @ ms
+    M = np.hstack([scale * R, t[:, None]])
+    return M.reshape(-1).tolist()
+
+
 def main():
     mode = sys.argv[1]
+    if mode == 'warp':
+        return warp(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], int(sys.argv[6]), sys.argv[7])
+    if mode == 'umeyama':
+        req = json.loads(sys.argv[2])
+        return print(json.dumps(umeyama(req['src'], req['dst'])))
     if mode == 'serve':
         return serve(sys.argv[2])
     if mode == 'bench':
