@@ -11,7 +11,9 @@
  * - {@link prCurve} = `precision_recall_curve`; {@link averagePrecision} = `average_precision_score`
  *   = sum_n (R_n - R_{n-1}) P_n (step function, no interpolation; ties form one point).
  * - EER: the point where the piecewise-linear ROC curve crosses FNR = FPR (i.e. `1 - tpr = fpr`).
- *   Same as the common `brentq(lambda x: 1 - x - interp1d(fpr, tpr)(x), 0, 1)` over sklearn's curve.
+ *   Same value as `brentq(lambda x: 1 - x - interp1d(fpr, tpr)(x), 0, 1)` over sklearn's curve, which
+ *   is the authors' definition (`calculate_eer` in github.com/yermandy/GenD src/metrics.py). Their EER
+ *   threshold is interpolated; ours is the threshold of the first ROC point at or past the crossing.
  * - Accuracy / balanced accuracy at a threshold (default 0.5): `score >= threshold` → fake.
  *   Balanced accuracy = `balanced_accuracy_score` (mean recall over the classes present).
  */

@@ -2,7 +2,8 @@
 
 Reads JSON on stdin: {"cases": [{"labels": [0/1...], "scores": [float...], "threshold": 0.5}]}
 Writes JSON on stdout: one object per case. Undefined values are null.
-EER reference: brentq(lambda x: 1 - x - interp1d(fpr, tpr)(x), 0, 1) over roc_curve.
+EER reference: brentq(lambda x: 1 - x - interp1d(fpr, tpr)(x), 0, 1) over roc_curve, as the
+authors compute it (calculate_eer in github.com/yermandy/GenD src/metrics.py).
 """
 import json
 import sys
