@@ -20,8 +20,8 @@ export type NativeDType =
   | 'bool';
 
 /**
- * Typed arrays accepted and produced. float16 and bfloat16 travel as Uint16Array (raw bits),
- * int64 as BigInt64Array, bool as Uint8Array.
+ * Typed arrays accepted and produced. float16 and bfloat16 inputs travel as Uint16Array (raw
+ * bits), int64 as BigInt64Array, bool as Uint8Array. float16/bfloat16 outputs are widened to float32.
  */
 export type NativeTypedArray =
   | Float32Array
@@ -146,3 +146,6 @@ export declare function runtimeInfo(): NativeRuntimeInfo;
 
 /** Set libtorch's intra-op thread count (process-wide). */
 export declare function setThreads(threads: number): void;
+
+/** Tensors whose memory JS ArrayBuffers own right now (leak checks and zero-copy tests). */
+export declare function debugCounters(): { liveExternalTensors: number; liveExternalBytes: number };

@@ -4,6 +4,8 @@
  * two concurrent forwards on this class of machine are slower than two in a row and would each
  * block a libuv thread.
  */
+import * as fs from 'node:fs';
+
 import type {
   NativeBuildOptions,
   NativeDType,
@@ -75,6 +77,7 @@ export class Model {
     const dtype = options.dtype ?? 'float32';
     if (!DTYPES.includes(dtype)) invalidParameter('dtype', DTYPES.join(', '), dtype);
     if (options.threads !== undefined) setThreads(options.threads);
+    if (typeof source === 'string' && !fs.existsSync(source)) throw new DfdetError('NOT_FOUND', `model file not found: ${source}`);
     const b = native();
     try {
       const m = await b.NativeModel.load(source, {
@@ -129,7 +132,11 @@ export class Model {
       }
     });
     const settled = job.finally(() => this.#pending--);
-    this.#queue = settled.catch(() => undefined);
+    // The chain must not hold on to the result (it owns tensor memory).
+    this.#queue = settled.then(
+      () => undefined,
+      () => undefined,
+    );
     return settled;
   }
 

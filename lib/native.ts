@@ -14,7 +14,7 @@ export type NativeBinding = {
   buildModule: typeof Binding.buildModule;
   runtimeInfo: typeof Binding.runtimeInfo;
   setThreads: typeof Binding.setThreads;
-  debugCounters(): { liveExternalTensors: number; liveExternalBytes: number };
+  debugCounters: typeof Binding.debugCounters;
 };
 
 /** Package root: the folder holding package.json (lib/ in sources, dist/lib/ when built). */

@@ -60,25 +60,38 @@ void PromiseWorker::Execute() {
   }
 }
 
+// OnOK/OnError run from a libuv callback: nothing may escape them. When the environment is
+// being torn down (a worker_thread terminated mid-run) every N-API call fails; then there is
+// nobody left to tell, and the only job is to release state without throwing.
 void PromiseWorker::OnOK() {
   Napi::Env env = Env();
-  Napi::HandleScope scope(env);
   try {
-    deferred_.Resolve(Resolve(env));
-  } catch (const Napi::Error& e) {
-    deferred_.Reject(e.Value());
+    try {
+      deferred_.Resolve(Resolve(env));
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    } catch (...) {
+      ErrorInfo info = classifyCurrentException(fallbackCode_);
+      deferred_.Reject(makeError(env, info.code, info.message).Value());
+    }
   } catch (...) {
-    ErrorInfo info = classifyCurrentException(fallbackCode_);
-    deferred_.Reject(makeError(env, info.code, info.message).Value());
   }
-  Settled();
+  try {
+    Settled();
+  } catch (...) {
+  }
 }
 
 void PromiseWorker::OnError(const Napi::Error& e) {
   Napi::Env env = Env();
-  Napi::HandleScope scope(env);
-  deferred_.Reject(makeError(env, errorCode_.empty() ? fallbackCode_ : errorCode_, e.Message()).Value());
-  Settled();
+  try {
+    deferred_.Reject(makeError(env, errorCode_.empty() ? fallbackCode_ : errorCode_, e.Message()).Value());
+  } catch (...) {
+  }
+  try {
+    Settled();
+  } catch (...) {
+  }
 }
 
 }  // namespace dfdet
