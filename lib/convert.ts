@@ -165,7 +165,12 @@ export async function convertModel(input: string, output: string, options: Conve
   }
   if (options.head !== undefined && (typeof options.head !== 'string' || options.head === '')) invalidParameter('head', 'a file path', options.head);
   const seed = checkSeed(options.seed ?? 0);
-  const wanted = options.arch === undefined ? undefined : resolveArch(options.arch);
+  // Only the fields the caller states are checked against the weights (a preset states all).
+  let wanted: Partial<VitArch> | undefined;
+  if (options.arch !== undefined) {
+    const full = resolveArch(options.arch);
+    wanted = typeof options.arch === 'string' ? full : Object.fromEntries(Object.keys(options.arch).map((k) => [k, full[k as keyof VitArch]]));
+  }
 
   const file = await resolveInput(input);
   const kind = await sniff(file);
@@ -235,13 +240,17 @@ export async function convertModel(input: string, output: string, options: Conve
       if (!meta) throw new DfdetError('BAD_WEIGHTS', `Tensor ${key} has an unsupported storage type`, { details: { key } });
       shapes.set(name, meta.shape);
     }
-    const arch = inferArch(shapes, wanted?.heads);
+    const arch = inferArch(shapes);
     if (wanted) {
-      for (const f of ['imageSize', 'patchSize', 'width', 'layers', 'mlpRatio'] as const) {
-        if (wanted[f] !== arch[f]) {
+      for (const f of ['width', 'layers', 'patchSize', 'imageSize', 'mlpRatio'] as const) {
+        if (wanted[f] !== undefined && wanted[f] !== arch[f]) {
           throw new DfdetError('BAD_WEIGHTS', `Weights have ${f} ${arch[f]} but arch option says ${wanted[f]}`, { details: { key: f } });
         }
       }
+    }
+    if (wanted?.heads !== undefined) {
+      if (arch.width % wanted.heads !== 0) invalidParameter('arch.heads', `a divisor of width ${arch.width}`, wanted.heads);
+      arch.heads = wanted.heads;
     }
     const expected = expectedShapes(arch);
     for (const [name, { key }] of chosen) {

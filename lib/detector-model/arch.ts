@@ -42,9 +42,12 @@ export type HeadKind = 'linear' | 'LinearNorm';
 /** LayerNorm epsilon of CLIP. */
 export const LAYER_NORM_EPS = 1e-5;
 
-/** Head count for a width: CLIP uses 64-dimensional heads. */
+/** Head counts of known CLIP vision widths (ViT-H/bigG use 80/104-dim heads); 64 is dfdet's 'tiny'. */
+const HEADS_BY_WIDTH: Readonly<Record<number, number>> = { 64: 4, 768: 12, 1024: 16, 1280: 16, 1664: 16 };
+
+/** Head count for a width: the table of known CLIP widths, else 64-dimensional heads. */
 export function headsForWidth(width: number): number {
-  return Math.max(1, Math.round(width / 64));
+  return HEADS_BY_WIDTH[width] ?? Math.max(1, Math.round(width / 64));
 }
 
 /** Name of the preset equal to `a`, if any. */

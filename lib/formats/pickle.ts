@@ -323,7 +323,10 @@ function run(data: Uint8Array, options: UnpickleOptions): PickleValue {
         break;
       }
       case 0x91: // FROZENSET
-        stack.push(new Set(popMark()));
+        {
+        const items = popMark();
+        stack.push(new Set(items));
+      }
         break;
       case 0x64: {
         // DICT
@@ -335,10 +338,16 @@ function run(data: Uint8Array, options: UnpickleOptions): PickleValue {
         break;
       }
       case 0x6c: // LIST
-        stack.push(popMark());
+        {
+        const items = popMark();
+        stack.push(items);
+      }
         break;
       case 0x74: // TUPLE
-        stack.push(tuple(popMark() as PickleValue[]));
+        {
+        const items = popMark();
+        stack.push(tuple(items as PickleValue[]));
+      }
         break;
       case 0x85: // TUPLE1
         stack.push(tuple([pop() as PickleValue]));

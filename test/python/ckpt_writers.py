@@ -10,7 +10,8 @@ Files (only the requested variants):
   hf-f16.safetensors / hf-bf16.safetensors   the same weights stored as float16 / bfloat16
   gend/model.safetensors + gend/config.json  GenD HF layout (feature_extractor.vision_model.*, model.linear.*), head "linear"
   lightning.ckpt          torch.save of a Lightning-style checkpoint with PEFT LN-tuning keys
-  ref.json                {variant: {logits: [[..]], features: [[..]]}} from vit_ref.detector_forward (float64)
+  ref.json                {variant: {logits: [[..]], features: [[..]]}} from vit_ref.detector_forward (float64),
+                          also printed to stdout
 """
 
 import collections
@@ -143,6 +144,7 @@ def main():
         ref("lightning", sd, normalize=True)
     with open(os.path.join(out, "ref.json"), "w") as f:
         json.dump(refs, f)
+    print(json.dumps(refs))
 
 
 if __name__ == "__main__":
