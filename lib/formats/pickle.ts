@@ -107,6 +107,10 @@ const BUILTINS: Record<string, PickleCallable> = {
   'builtins.list': (args) => (Array.isArray(args[0]) ? [...(args[0] as PickleValue[])] : []),
   'builtins.dict': () => new Map(),
   'builtins.bytearray': (args) => (args[0] instanceof Uint8Array ? args[0] : new Uint8Array(0)),
+  // Protocol 2 writes bytes as _codecs.encode(<latin-1 str>, 'latin1').
+  '_codecs.encode': (args) => Uint8Array.from(String(args[0] ?? ''), (c) => c.charCodeAt(0) & 0xff),
+  'builtins.bytes': () => new Uint8Array(0),
+  '__builtin__.bytes': () => new Uint8Array(0),
   '__builtin__.set': (args) => new Set(Array.isArray(args[0]) ? (args[0] as PickleValue[]) : []),
   // copyreg's protocol-2 object reconstruction: behave like NEWOBJ on the class.
   'copyreg._reconstructor': (args) => construct(args[0] as PickleValue, []),
