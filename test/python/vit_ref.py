@@ -106,3 +106,54 @@ def detector_forward(sd, cfg, x, head_w, head_b, normalize=True, prefix="vision_
     inp = feats if normalize else pooled
     logits = F.linear(inp, head_w.to(torch.float64), head_b.to(torch.float64))
     return logits, feats
+
+
+# dfdet parameter names (flat, per block) -> HF names, restated here so the check does not use dfdet's mapping.
+_BLOCK = {
+    "ln1_weight": "layer_norm1.weight", "ln1_bias": "layer_norm1.bias",
+    "q_weight": "self_attn.q_proj.weight", "q_bias": "self_attn.q_proj.bias",
+    "k_weight": "self_attn.k_proj.weight", "k_bias": "self_attn.k_proj.bias",
+    "v_weight": "self_attn.v_proj.weight", "v_bias": "self_attn.v_proj.bias",
+    "out_weight": "self_attn.out_proj.weight", "out_bias": "self_attn.out_proj.bias",
+    "ln2_weight": "layer_norm2.weight", "ln2_bias": "layer_norm2.bias",
+    "fc1_weight": "mlp.fc1.weight", "fc1_bias": "mlp.fc1.bias",
+    "fc2_weight": "mlp.fc2.weight", "fc2_bias": "mlp.fc2.bias",
+}
+_ROOT = {
+    "class_embedding": "embeddings.class_embedding", "patch_weight": "embeddings.patch_embedding.weight",
+    "position_embedding": "embeddings.position_embedding.weight", "pre_ln_weight": "pre_layrnorm.weight",
+    "pre_ln_bias": "pre_layrnorm.bias", "post_ln_weight": "post_layernorm.weight", "post_ln_bias": "post_layernorm.bias",
+}
+
+
+def main():
+    """usage: vit_ref.py MODEL.pt INPUT.f32 BATCH → JSON {logits, features, stats} of the reference forward on the
+    TorchScript file's parameter values (only the tensors are read, never its code)."""
+    import sys
+
+    model, inp, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    params = dict(torch.jit.load(model).named_parameters())
+    sd = {}
+    for k, t in params.items():
+        if k.startswith("layer"):
+            i, leaf = k[len("layer"):].split(".", 1)
+            sd[f"vision_model.encoder.layers.{i}.{_BLOCK[leaf]}"] = t.detach()
+        elif k in _ROOT:
+            sd["vision_model." + _ROOT[k]] = t.detach()
+    w = sd["vision_model.embeddings.class_embedding"].shape[0]
+    patch = sd["vision_model.embeddings.patch_embedding.weight"].shape[-1]
+    n = sd["vision_model.embeddings.position_embedding.weight"].shape[0]
+    image = int(round((n - 1) ** 0.5)) * patch
+    layers = len([k for k in sd if k.endswith("layer_norm1.weight")])
+    heads = int(sys.argv[4])
+    cfg = dict(width=w, patch=patch, image=image, layers=layers, heads=heads)
+    import numpy as np
+
+    x = torch.from_numpy(np.fromfile(inp, dtype="<f4").reshape(batch, 3, image, image))
+    logits, feats = detector_forward(sd, cfg, x, params["head_weight"].detach(), params["head_bias"].detach(), True)
+    mats = torch.cat([t.flatten() for k, t in params.items() if t.dim() >= 2 and "position" not in k])
+    print(json.dumps({"logits": logits.tolist(), "features": feats.tolist(), "cfg": cfg, "matrix_std": mats.std().item()}))
+
+
+if __name__ == "__main__":
+    main()
