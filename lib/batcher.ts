@@ -1,0 +1,144 @@
+/**
+ * Dynamic batching: many small requests (faces from concurrent detect() calls) become full model
+ * batches. Items wait at most `maxWaitMs` for company; a batch leaves as soon as it holds
+ * `maxBatch` items. One batch runs at a time per batcher (the model queues anyway), and the next
+ * batch fills while the current one runs, so a busy service always sends full batches.
+ */
+import { DfdetError } from './errors';
+import { expectTensor, type Model } from './model';
+
+/** Options of {@link Batcher}. */
+export interface BatcherOptions {
+  /** Largest batch sent to the model. Default 8. */
+  maxBatch?: number;
+  /** Longest an item waits for a fuller batch, in ms. Default 5. */
+  maxWaitMs?: number;
+}
+
+/** What the batcher observed: sizes of the batches it ran (for tests, metrics and tuning). */
+export interface BatchStats {
+  batches: number;
+  items: number;
+  /** Count of batches by size. */
+  sizes: Record<number, number>;
+  /** Milliseconds spent inside the model. */
+  modelMs: number;
+}
+
+interface Pending {
+  input: Float32Array;
+  resolve: (row: Float32Array) => void;
+  reject: (e: unknown) => void;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+/**
+ * Batches `[C,H,W]` float32 items into `[B,C,H,W]` runs of one model method and hands each caller
+ * its output row (a view into the batch output, which owns the tensor memory).
+ */
+export class Batcher {
+  readonly #model: Model;
+  readonly #method: string;
+  readonly #itemShape: number[];
+  readonly #itemSize: number;
+  readonly #maxBatch: number;
+  readonly #maxWaitMs: number;
+  #queue: Pending[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  #running = false;
+  #closed = false;
+  #idle: (() => void)[] = [];
+  readonly stats: BatchStats = { batches: 0, items: 0, sizes: {}, modelMs: 0 };
+
+  constructor(model: Model, method: string, itemShape: number[], options: BatcherOptions = {}) {
+    this.#model = model;
+    this.#method = method;
+    this.#itemShape = itemShape;
+    this.#itemSize = itemShape.reduce((a, b) => a * b, 1);
+    this.#maxBatch = options.maxBatch ?? 8;
+    this.#maxWaitMs = options.maxWaitMs ?? 5;
+  }
+
+  /** Queues one item; resolves with its output row. */
+  submit(input: Float32Array, signal?: AbortSignal): Promise<Float32Array> {
+    if (this.#closed) return Promise.reject(new DfdetError('DISPOSED', 'the detector was disposed'));
+    if (input.length !== this.#itemSize)
+      return Promise.reject(new DfdetError('BAD_INPUT', `Expected ${this.#itemSize} values for a batch item but received ${input.length}`));
+    if (signal?.aborted) return Promise.reject(new DfdetError('ABORTED', 'aborted', { cause: signal.reason }));
+    return new Promise<Float32Array>((resolve, reject) => {
+      const p: Pending = { input, resolve, reject, signal, onAbort: undefined };
+      if (signal) {
+        p.onAbort = () => {
+          const i = this.#queue.indexOf(p);
+          if (i >= 0) {
+            this.#queue.splice(i, 1);
+            reject(new DfdetError('ABORTED', 'aborted', { cause: signal.reason }));
+          }
+        };
+        signal.addEventListener('abort', p.onAbort, { once: true });
+      }
+      this.#queue.push(p);
+      this.#schedule();
+    });
+  }
+
+  /** Items waiting (not yet in a running batch). */
+  get queued(): number {
+    return this.#queue.length;
+  }
+
+  #schedule(): void {
+    if (this.#running) return; // the running batch's completion schedules the next one
+    if (this.#queue.length >= this.#maxBatch) {
+      this.#flush();
+    } else if (this.#queue.length > 0 && !this.#timer) {
+      this.#timer = setTimeout(() => this.#flush(), this.#maxWaitMs);
+    }
+  }
+
+  #flush(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#running || this.#queue.length === 0) return;
+    const batch = this.#queue.splice(0, this.#maxBatch);
+    this.#running = true;
+    void this.#run(batch).finally(() => {
+      this.#running = false;
+      if (this.#queue.length > 0) this.#schedule();
+      else for (const f of this.#idle.splice(0)) f();
+    });
+  }
+
+  async #run(batch: Pending[]): Promise<void> {
+    for (const p of batch) if (p.signal && p.onAbort) p.signal.removeEventListener('abort', p.onAbort);
+    const n = batch.length;
+    const data = new Float32Array(n * this.#itemSize);
+    batch.forEach((p, i) => data.set(p.input, i * this.#itemSize));
+    const t0 = performance.now();
+    try {
+      const out = expectTensor(await this.#model.run(this.#method, [{ data, shape: [n, ...this.#itemShape], dtype: 'float32' }]));
+      if (out.dtype !== 'float32' || out.shape[0] !== n)
+        throw new DfdetError('RUNTIME_ERROR', `Expected a float32 [${n}, ...] output from ${this.#method} but received ${out.dtype} [${out.shape.join(', ')}]`);
+      const row = out.data.length / n;
+      const rows = out.data as Float32Array;
+      batch.forEach((p, i) => p.resolve(rows.subarray(i * row, (i + 1) * row)));
+    } catch (e) {
+      for (const p of batch) p.reject(e);
+    } finally {
+      this.stats.batches++;
+      this.stats.items += n;
+      this.stats.sizes[n] = (this.stats.sizes[n] ?? 0) + 1;
+      this.stats.modelMs += performance.now() - t0;
+    }
+  }
+
+  /** Rejects queued items with DISPOSED and waits for the running batch. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    for (const p of this.#queue.splice(0)) p.reject(new DfdetError('DISPOSED', 'the detector was disposed'));
+    if (this.#running) await new Promise<void>((r) => this.#idle.push(r));
+  }
+}
