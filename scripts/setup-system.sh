@@ -4,14 +4,17 @@
 #
 #   bash scripts/setup-system.sh          # runtime + build dependencies
 #   bash scripts/setup-system.sh --test   # also the Python references the tests compare against
+#   bash scripts/setup-system.sh --demo   # also Debian packages that ship real photos with faces
 #   bash scripts/setup-system.sh --check  # only report what is missing (exit 1 if anything is)
 set -euo pipefail
 
 mode=install
 with_test=0
+with_demo=0
 for arg in "$@"; do
   case "$arg" in
     --test) with_test=1 ;;
+    --demo) with_demo=1 ;;
     --check) mode=check ;;
     *) echo "unknown option: $arg" >&2; exit 2 ;;
   esac
@@ -26,6 +29,7 @@ pkgs=(build-essential cmake libtorch-dev libopenblas0-openmp ffmpeg ca-certifica
 test_pkgs=(python3-torch python3-numpy python3-pil python3-sklearn python3-onnx python3-opencv
   python3-imageio python-matplotlib-data)
 [ "$with_test" = 1 ] && pkgs+=("${test_pkgs[@]}")
+[ "$with_demo" = 1 ] && pkgs+=(python3-imageio python-matplotlib-data)
 
 missing=()
 for p in "${pkgs[@]}"; do
