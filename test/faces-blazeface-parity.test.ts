@@ -42,7 +42,7 @@ describe.skipIf(!haveOnnx)('BlazeFace TorchScript vs ONNX (OpenCV DNN)', () => {
     const wide = await loadRgb(wideBuf);
     const per = 3 * 256 * 256;
     input = new Float32Array(B * per);
-    [astro, grace, wide].forEach((im, i) => letterboxInput(im, input, i * per));
+    await Promise.all([astro, grace, wide].map((im, i) => letterboxInput(im, input, i * per)));
     fs.writeFileSync(path.join(dir, 'in.f32'), input);
     const r = spawnSync(PY, [REF, 'onnx', onnx.path!, path.join(dir, 'in.f32'), String(B), path.join(dir, 'onnx')], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`OpenCV reference failed: ${r.stderr}`);
@@ -60,7 +60,7 @@ describe.skipIf(!haveOnnx)('BlazeFace TorchScript vs ONNX (OpenCV DNN)', () => {
   });
 
   it('raw outputs (logits, pixel offsets) match the ONNX model', async () => {
-    const loaded = await loadBlazeFace();
+    const loaded = await loadBlazeFace({ optimize: false });
     expect(loaded, 'no way to run TorchScript (lib/model.ts or python torch)').not.toBeNull();
     const { runner } = loaded!;
     try {
@@ -89,8 +89,8 @@ describe.skipIf(!haveOnnx)('BlazeFace TorchScript vs ONNX (OpenCV DNN)', () => {
     }
   });
 
-  it('decoded scores and geometry match a numpy decoding of the ONNX outputs', async () => {
-    const loaded = await loadBlazeFace();
+  it.each([false, true])('decoded scores and geometry match a numpy decoding of the ONNX outputs (optimize: %s)', async (optimize) => {
+    const loaded = await loadBlazeFace({ optimize });
     const { runner, via } = loaded!;
     try {
       const out = (await runner.run('forward', [{ data: input, shape: [B, 3, 256, 256], dtype: 'float32' }])) as NativeTensor[];

@@ -10,7 +10,9 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import type { NativeTensor, NativeValue } from '../binding';
 import type { RgbImage } from '../lib/media/image';
-import { BLAZEFACE_MODEL_PATH, type TensorRunner } from '../lib/faces/blazeface';
+import { BLAZEFACE_MODEL_PATH, loadFaceDetector, type TensorRunner } from '../lib/faces/blazeface';
+import { isDfdetError } from '../lib/errors';
+import type { ModelLoadOptions } from '../lib/model';
 
 export const PY = '/usr/bin/python3';
 export const REF = path.join(__dirname, 'python', 'blazeface_ref.py');
@@ -136,21 +138,16 @@ class PythonRunner implements TensorRunner {
 }
 
 /**
- * Our BlazeFace TorchScript model behind `run`: through lib/model.ts (the native addon) when it is
- * there and loads, else through Python's torch (same file, same libtorch version), else null.
+ * Our BlazeFace TorchScript model behind `run`: through the native addon (loadFaceDetector, i.e.
+ * lib/model.ts) when it loads, else through Python's torch (same file, same libtorch version, used
+ * where the addon is not built; never in CI), else null.
  */
-export async function loadBlazeFace(): Promise<{ runner: TensorRunner & { dispose(): unknown }; via: string } | null> {
-  const modelTs = path.join(__dirname, '..', 'lib', 'model.ts');
-  if (fs.existsSync(modelTs)) {
-    try {
-      const mod = (await import(/* @vite-ignore */ modelTs)) as {
-        Model: { load(src: string): Promise<TensorRunner & { dispose(): Promise<void> }> };
-      };
-      return { runner: await mod.Model.load(BLAZEFACE_MODEL_PATH), via: 'lib/model.ts' };
-    } catch (e) {
-      if (process.env.CI) throw e;
-      console.warn(`lib/model.ts could not load BlazeFace (${(e as Error).message}); using Python torch instead`);
-    }
+export async function loadBlazeFace(opts: ModelLoadOptions = {}): Promise<{ runner: TensorRunner & { dispose(): unknown }; via: string } | null> {
+  try {
+    return { runner: await loadFaceDetector(opts), via: `native addon${opts.optimize === false ? '' : ' (optimized)'}` };
+  } catch (e) {
+    if (process.env.CI || !isDfdetError(e, 'NATIVE_LOAD_FAILED')) throw e;
+    console.warn(`native addon unavailable (${(e as Error).message}); running BlazeFace through Python torch instead`);
   }
   if (!pythonHas('torch', 'numpy')) return null;
   return { runner: new PythonRunner(BLAZEFACE_MODEL_PATH), via: 'python torch.jit.load' };

@@ -12,10 +12,11 @@
  * pixel, so pixel (i, j) covers [i, i+1) x [j, j+1) and its centre is (i+0.5, j+0.5).
  */
 import * as path from 'node:path';
+import sharp from 'sharp';
 import type { NativeTensor, NativeValue } from '../../binding';
 import { DfdetError, invalidParameter } from '../errors';
+import { Model, type ModelLoadOptions } from '../model';
 import type { RgbImage } from '../media/image';
-import { resizeRgb } from '../media/resample';
 import { weightedNms, type RawDetection } from './nms';
 
 /** Side of the square model input. */
@@ -24,6 +25,18 @@ export const BLAZEFACE_INPUT_SIZE = 256;
 export const BLAZEFACE_ANCHORS = 896;
 /** Path of the bundled TorchScript model. */
 export const BLAZEFACE_MODEL_PATH = path.join(__dirname, '..', '..', 'models', 'blazeface', 'blazeface_back.pt');
+
+/**
+ * Load the bundled BlazeFace model. Defaults to `optimize: true` (freeze + optimize_for_inference):
+ * with libtorch 1.13 on CPU this roughly halves the time per frame (its oneDNN path fuses the
+ * convolutions; the plain path sends the 1x1 convolutions of small batches to a slow im2col
+ * kernel) at ~0.3 s extra load time; outputs stay within 1e-5 of the plain module.
+ *
+ * @param opts - Model.load options; `optimize` defaults to true here.
+ */
+export function loadFaceDetector(opts: ModelLoadOptions = {}): Promise<Model> {
+  return Model.load(BLAZEFACE_MODEL_PATH, { ...opts, optimize: opts.optimize ?? true });
+}
 
 /** Anything that runs a TorchScript method, such as `Model` from lib/model.ts. */
 export interface TensorRunner {
@@ -113,15 +126,23 @@ export function letterboxGeometry(width: number, height: number, size = BLAZEFAC
 }
 
 /**
- * Write `image`, letterboxed to 256x256 (bilinear, antialiased when shrinking; black padding,
- * which is 0 in RGB and so -1 after scaling), into `out` at `offset` as CHW float32 in [-1,1].
+ * Write `image`, letterboxed to 256x256, into `out` at `offset` as CHW float32 in [-1,1]
+ * (`v / 127.5 - 1`). The resize is sharp's (libvips) with a linear kernel, antialiased when
+ * shrinking: ~2.5 ms for a 640x480 frame, 3x faster than a Pillow-exact resize in JS. The padding
+ * is black (RGB 0, i.e. -1), as in MediaPipe's letterbox.
  */
-export function letterboxInput(image: RgbImage, out: Float32Array, offset: number, box = letterboxGeometry(image.width, image.height)): void {
+export async function letterboxInput(image: RgbImage, out: Float32Array, offset: number, box = letterboxGeometry(image.width, image.height)): Promise<void> {
   const S = BLAZEFACE_INPUT_SIZE;
   const plane = S * S;
-  const small = box.width === image.width && box.height === image.height ? image : resizeRgb(image, box.width, box.height, 'bilinear');
+  let src: Uint8Array = image.data;
+  if (box.width !== image.width || box.height !== image.height) {
+    const raw = Buffer.from(image.data.buffer, image.data.byteOffset, image.data.byteLength);
+    src = await sharp(raw, { raw: { width: image.width, height: image.height, channels: 3 } })
+      .resize(box.width, box.height, { kernel: 'linear', fit: 'fill' })
+      .raw()
+      .toBuffer();
+  }
   out.fill(-1, offset, offset + 3 * plane);
-  const src = small.data;
   for (let y = 0; y < box.height; y++) {
     let o = offset + (y + box.top) * S + box.left;
     let i = y * box.width * 3;
@@ -207,7 +228,7 @@ export async function detectFaces(model: TensorRunner, images: readonly RgbImage
     const chunk = images.slice(start, start + batchSize);
     const boxes = chunk.map((im) => letterboxGeometry(im.width, im.height));
     const input = new Float32Array(chunk.length * per);
-    chunk.forEach((im, i) => letterboxInput(im, input, i * per, boxes[i]));
+    await Promise.all(chunk.map((im, i) => letterboxInput(im, input, i * per, boxes[i])));
     const out = unpack(await model.run('forward', [{ data: input, shape: [chunk.length, 3, S, S], dtype: 'float32' }]), chunk.length);
     for (let i = 0; i < chunk.length; i++) {
       results.push(decodeImage(out.scores, out.boxes, i, boxes[i], scoreThreshold, iouThreshold, minFaceSize, maxFaces));
