@@ -36,11 +36,56 @@ export class SeededRandom {
     this.spare = r * Math.sin(2 * Math.PI * v);
     return r * Math.cos(2 * Math.PI * v);
   }
-  /** Fill `out` with N(0, std²). */
+  /**
+   * Fill `out` with approximately N(0, std²) values: inverse-CDF table lookup with linear
+   * interpolation (one 32-bit draw per value, tails cut at ±3.7σ, variance 0.997) — fast enough
+   * for ViT-L/14's 303 M weights in a couple of seconds, and plenty for random initialisation.
+   */
   fillNormal(out: Float32Array, std: number): Float32Array {
-    for (let i = 0; i < out.length; i++) out[i] = this.normal() * std;
+    const table = normalTable();
+    let st = this.state;
+    for (let i = 0; i < out.length; i++) {
+      let t = (st = (st + 0x6d2b79f5) >>> 0);
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      t = (t ^ (t >>> 14)) >>> 0;
+      const k = t >>> 20;
+      const a = table[k]!;
+      out[i] = (a + (table[k + 1]! - a) * ((t & 0xfffff) / 1048576)) * std;
+    }
+    this.state = st;
     return out;
   }
+}
+
+let normalQuantiles: Float64Array | undefined;
+/** Φ⁻¹((k + 0.5) / 4097) for k = 0..4096. */
+function normalTable(): Float64Array {
+  if (!normalQuantiles) {
+    normalQuantiles = new Float64Array(4097);
+    for (let k = 0; k <= 4096; k++) normalQuantiles[k] = inverseNormalCdf((k + 0.5) / 4097);
+  }
+  return normalQuantiles;
+}
+
+/** Acklam's rational approximation of the standard normal quantile (relative error < 1.2e-9). */
+function inverseNormalCdf(p: number): number {
+  const a = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.38357751867269e2, -3.066479806614716e1, 2.506628277459239];
+  const b = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
+  const c = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
+  const d = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
+  const lo = 0.02425;
+  if (p < lo) {
+    const q = Math.sqrt(-2 * Math.log(p));
+    return (((((c[0]! * q + c[1]!) * q + c[2]!) * q + c[3]!) * q + c[4]!) * q + c[5]!) / ((((d[0]! * q + d[1]!) * q + d[2]!) * q + d[3]!) * q + 1);
+  }
+  if (p > 1 - lo) return -inverseNormalCdf(1 - p);
+  const q = p - 0.5;
+  const r = q * q;
+  return (
+    ((((((a[0]! * r + a[1]!) * r + a[2]!) * r + a[3]!) * r + a[4]!) * r + a[5]!) * q) /
+    (((((b[0]! * r + b[1]!) * r + b[2]!) * r + b[3]!) * r + b[4]!) * r + 1)
+  );
 }
 
 /** Check a seed: a non-negative safe integer. */
