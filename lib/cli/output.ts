@@ -1,0 +1,194 @@
+/**
+ * Output of the CLI: result rows as a table, NDJSON or CSV (all streamed, one row per finished
+ * input), the end-of-run summary, and a progress line on stderr. Nothing here computes a score.
+ */
+import type { DetectResult } from '../detector';
+import { csvField } from '../eval/report';
+
+/** Where rows go. `table` is for people, `json` (NDJSON) and `csv` for programs. */
+export type OutputFormat = 'table' | 'json' | 'csv';
+
+/** Columns of `--csv`, in order. */
+export const CSV_COLUMNS = [
+  'index',
+  'source',
+  'kind',
+  'pFake',
+  'label',
+  'noFace',
+  'faces',
+  'frames',
+  'partial',
+  'aggregate',
+  'totalMs',
+  'errorCode',
+  'errorMessage',
+] as const;
+
+/** One CSV row (no newline) of a result, in {@link CSV_COLUMNS} order. */
+export function csvRow(r: DetectResult): string {
+  const values: unknown[] = [
+    r.index,
+    r.source,
+    r.kind,
+    r.pFake === null ? '' : r.pFake,
+    r.label ?? '',
+    r.noFace,
+    r.faces.length,
+    r.frames ? r.frames.length : '',
+    r.partial ?? '',
+    r.aggregate,
+    Math.round(r.timings.totalMs),
+    r.error?.code ?? '',
+    r.error?.message ?? '',
+  ];
+  return values.map(csvField).join(',');
+}
+
+/** One NDJSON line (no newline): the whole result (JSON has no NaN: such values become null). */
+export function jsonLine(r: DetectResult): string {
+  return JSON.stringify(r);
+}
+
+/** Header of the streamed table. */
+export function tableHeader(): string {
+  return `${'#'.padStart(5)}  ${'pFake'.padStart(6)}  ${'label'.padEnd(7)}  ${'kind'.padEnd(5)}  ${'faces'.padStart(5)}  ${'ms'.padStart(7)}  source`;
+}
+
+/** One table row of a result; errors show their code and message. */
+export function tableRow(r: DetectResult): string {
+  const p = r.pFake === null ? '-' : r.pFake.toFixed(4);
+  const label = r.error ? 'FAILED' : r.noFace ? 'no face' : (r.label ?? '-');
+  const faces = r.kind === 'video' && r.tracks ? `${r.faces.length}/${r.frames?.length ?? 0}` : String(r.faces.length);
+  let line = `${String(r.index).padStart(5)}  ${p.padStart(6)}  ${label.padEnd(7)}  ${r.kind.padEnd(5)}  ${faces.padStart(5)}  ${String(Math.round(r.timings.totalMs)).padStart(7)}  ${r.source}`;
+  if (r.partial) line += '  (partial: decoding stopped early)';
+  if (r.error) line += `\n${''.padStart(7)}${r.error.code}: ${r.error.message.split('\n')[0]}`;
+  return line;
+}
+
+/** Running counts of a detect run. */
+export class Tally {
+  inputs = 0;
+  scored = 0;
+  fake = 0;
+  real = 0;
+  noFace = 0;
+  failed = 0;
+  faces = 0;
+  readonly started = performance.now();
+
+  /** Counts one result. */
+  add(r: DetectResult): void {
+    this.inputs++;
+    if (r.error) this.failed++;
+    else if (r.noFace || r.pFake === null) this.noFace++;
+    else {
+      this.scored++;
+      if (r.label === 'fake') this.fake++;
+      else this.real++;
+    }
+    this.faces += r.faces.length;
+  }
+
+  /** Seconds since the tally was created. */
+  get seconds(): number {
+    return (performance.now() - this.started) / 1000;
+  }
+
+  /** The summary line(s) printed at the end. */
+  summary(): string {
+    const s = this.seconds;
+    const rate = (n: number): string => (s > 0 ? (n / s).toFixed(2) : '-');
+    return (
+      `${this.inputs} inputs: ${this.scored} scored (${this.fake} fake, ${this.real} real), ${this.noFace} no face, ${this.failed} failed\n` +
+      `${s.toFixed(1)} s, ${rate(this.inputs)} img/s, ${rate(this.faces)} faces/s`
+    );
+  }
+}
+
+/**
+ * A one-line progress display on a TTY stream (stderr). Rows written to another stream that
+ * shares the terminal must go through {@link Progress.print} so the line is cleared first.
+ */
+export class Progress {
+  readonly #stream: NodeJS.WriteStream;
+  readonly #enabled: boolean;
+  #total: number | null;
+  #last = 0;
+  #shown = false;
+  #text = '';
+
+  constructor(stream: NodeJS.WriteStream, enabled: boolean, total: number | null = null) {
+    this.#stream = stream;
+    this.#enabled = enabled;
+    this.#total = total;
+  }
+
+  /** Sets the number of inputs when it becomes known. */
+  set total(n: number | null) {
+    this.#total = n;
+  }
+
+  /** Redraws (at most 10 times a second unless `force`). */
+  update(t: Tally, force = false): void {
+    if (!this.#enabled) return;
+    const now = performance.now();
+    if (!force && now - this.#last < 100) return;
+    this.#last = now;
+    const width = Math.max(10, Math.min(30, (this.#stream.columns ?? 80) - 60));
+    const done = t.inputs;
+    let bar = '';
+    if (this.#total) {
+      const f = Math.min(1, done / this.#total);
+      const n = Math.round(f * width);
+      bar = `[${'#'.repeat(n)}${'.'.repeat(width - n)}] ${done}/${this.#total} `;
+    } else bar = `${done} done `;
+    const rate = t.seconds > 0 ? (done / t.seconds).toFixed(1) : '-';
+    this.#text = `${bar}fake ${t.fake} real ${t.real} no-face ${t.noFace} failed ${t.failed}  ${rate} img/s`;
+    this.#stream.write(`\r\x1b[K${this.#text}`);
+    this.#shown = true;
+  }
+
+  /** Writes a line to `out`, keeping the progress line intact below it. */
+  print(out: NodeJS.WritableStream, line: string): void {
+    if (this.#shown) this.#stream.write('\r\x1b[K');
+    out.write(`${line}\n`);
+    if (this.#shown) this.#stream.write(this.#text);
+  }
+
+  /** Removes the progress line. */
+  clear(): void {
+    if (this.#shown) this.#stream.write('\r\x1b[K');
+    this.#shown = false;
+  }
+}
+
+/** Formats a metric for tables: 4 decimals, '-' for NaN. */
+export function fmt(x: number | null | undefined, digits = 4): string {
+  return x === null || x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(digits);
+}
+
+/** A plain left/right aligned text table (numbers right-aligned). */
+export function textTable(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const numeric = header.map((_, i) => rows.length > 0 && rows.every((r) => /^-?[\d.]+%?$|^-$/.test(r[i] ?? '')));
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => (numeric[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+/** Human-readable byte count. */
+export function bytes(n: number | null | undefined): string {
+  if (n === null || n === undefined || !Number.isFinite(n)) return '?';
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1000 && i < units.length - 1) {
+    v /= 1000;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+}
