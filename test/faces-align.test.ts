@@ -140,7 +140,7 @@ describe('cropFace geometry', () => {
       kps.map(([x, y]) => `<circle cx="${x}" cy="${y}" r="4" fill="white"/>`).join('')}</svg>`;
     const frame = await loadRgb(await sharp(Buffer.from(svg)).png().toBuffer());
     const face = faceOf({ x: 200, y: 100, width: 200, height: 200 }, kps);
-    const crop = cropFace(frame, face, { mode: 'align', scale: 1.3, size: 256 });
+    const crop = cropFace(frame, face, { mode: 'align', scale: 1.3, size: 256, deepfakeBenchBias: false });
     expect([crop.width, crop.height]).toEqual([256, 256]);
     const expected = tpl.map(([x, y]) => [x + 0.5, y + 0.5] as Point);
     const found = centroids(crop, expected, 6);
@@ -148,6 +148,27 @@ describe('cropFace geometry', () => {
       expect(Math.abs(found[i][0] - expected[i][0])).toBeLessThan(1);
       expect(Math.abs(found[i][1] - expected[i][1])).toBeLessThan(1);
     }
+  });
+
+  it('DeepfakeBench bias: a small fixed rotation of the plain fit, consistent across sizes and scales', () => {
+    const face = faceOf({ x: 180, y: 150, width: 120, height: 120 }, [[210.3, 190.1], [262.8, 188.0], [238.2, 222.5], [236.9, 250.4]]);
+    for (const bias of [false, true]) {
+      const m256 = cropMatrix(face, { deepfakeBenchBias: bias });
+      const m512 = cropMatrix(face, { size: 512, deepfakeBenchBias: bias });
+      m512.forEach((v, i) => expect(v).toBeCloseTo(2 * m256[i], 9));
+      // twice the margin: the same face half as big around the same crop centre (index 128)
+      const wide = cropMatrix(face, { scale: 2.6, deepfakeBenchBias: bias });
+      m256.forEach((v, i) => expect(wide[i]).toBeCloseTo(i === 2 || i === 5 ? 0.5 * v + 64 : 0.5 * v, 9));
+    }
+    const plain = cropMatrix(face, { deepfakeBenchBias: false });
+    const biased = cropMatrix(face);
+    const angle = (m: Affine) => (Math.atan2(m[3], m[0]) * 180) / Math.PI;
+    const d = angle(biased) - angle(plain);
+    expect(Math.abs(d)).toBeGreaterThan(2);
+    expect(Math.abs(d)).toBeLessThan(8);
+    expect(Math.hypot(biased[0], biased[3]) / Math.hypot(plain[0], plain[3])).toBeCloseTo(1, 1);
+    // box mode ignores the option
+    expect(cropMatrix(face, { mode: 'box', deepfakeBenchBias: true })).toEqual(cropMatrix(face, { mode: 'box', deepfakeBenchBias: false }));
   });
 
   it('box mode with a 1:1 scale is exactly a direct crop, with black where it leaves the image', () => {
@@ -193,7 +214,7 @@ describe('cropFace geometry', () => {
     const face = faceOf({ x: 200, y: 200, width: 100, height: 100 }, [p, p, p, p]);
     expect(cropMatrix(face, { mode: 'align' })).toEqual(cropMatrix(face, { mode: 'box' }));
     const good = faceOf({ x: 200, y: 200, width: 100, height: 100 }, [[220, 230], [280, 230], [250, 260], [250, 285]]);
-    for (const opts of [{ mode: 'x' }, { scale: 0 }, { size: 0 }, { size: 2.5 }]) {
+    for (const opts of [{ mode: 'x' }, { scale: 0 }, { size: 0 }, { size: 2.5 }, { deepfakeBenchBias: 1 }]) {
       expect(() => cropFace(astro, good, opts as never)).toThrow(expect.objectContaining({ code: 'BAD_INPUT' }));
     }
     const bad = { ...good, keypoints: { ...good.keypoints, nose: [NaN, 1] as Point } };
