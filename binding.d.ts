@@ -70,6 +70,8 @@ export interface NativeModelInfo {
   parameterBytes: number;
   device: string;
   dtype: string;
+  /** Version of the libtorch the addon was built against, e.g. '1.13.0'. */
+  torchVersion: string;
   /** Extra files read at load time (name -> UTF-8 content). */
   extraFiles: Record<string, string>;
   /** Module attributes of simple types (str, int, float, bool) on the root module. */

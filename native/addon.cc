@@ -90,6 +90,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ensureSdpaOp();
   auto* data = new AddonData();
   env.SetInstanceData<AddonData>(data);  // deleted by node-addon-api when this environment ends
+  env.AddCleanupHook([data] { data->closing = true; });
   exports.Set("NativeModel", initModelClass(env, data));
   exports.Set("buildModule", Napi::Function::New(env, BuildModule, "buildModule"));
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));

@@ -15,6 +15,8 @@ namespace dfdet {
 // Per-environment state (one per main thread / worker_thread). No static N-API references.
 struct AddonData {
   Napi::FunctionReference modelConstructor;
+  // Set by the environment's cleanup hook: work finishing after that creates no new JS objects.
+  bool closing = false;
 };
 
 // Desired libtorch intra-op thread count. Process-wide on purpose: OpenMP sets the count per

@@ -5,6 +5,7 @@
 
 #include <torch/csrc/jit/serialization/import.h>
 #include <torch/cuda.h>
+#include <torch/version.h>
 
 #include <mutex>
 #include <streambuf>
@@ -172,6 +173,7 @@ class LoadWorker : public PromiseWorker {
   }
 
   Napi::Value Resolve(Napi::Env env) override {
+    if (data_->closing) throw makeError(env, "DISPOSED", "the JavaScript environment is shutting down");
     auto holder = std::make_unique<std::shared_ptr<ModelState>>(state_);
     // The External only lives for the constructor call; the wrapper copies the shared_ptr.
     Napi::External<std::shared_ptr<ModelState>> ext = Napi::External<std::shared_ptr<ModelState>>::New(env, holder.get());
@@ -285,6 +287,7 @@ Napi::Value NativeModel::Info(const Napi::CallbackInfo& info) {
   o.Set("parameterBytes", Napi::Number::New(env, static_cast<double>(state_->parameterBytes)));
   o.Set("device", state_->device.str());
   o.Set("dtype", dtypeName(state_->dtype));
+  o.Set("torchVersion", TORCH_VERSION);
   Napi::Object extra = Napi::Object::New(env);
   for (const auto& kv : state_->extraFiles) extra.Set(kv.first, kv.second);
   o.Set("extraFiles", extra);

@@ -98,6 +98,7 @@ describe('built modules', () => {
     expect(model.info.parameterBytes).toBe(64);
     expect(model.info.device).toBe('cpu');
     expect(model.info.dtype).toBe('float32');
+    expect(model.info.torchVersion).toBe(native().runtimeInfo().torchVersion);
     expect(JSON.parse(model.info.extraFiles['dfdet.json']!)).toEqual({ format: 'test' });
     expect(model.info.attributes).toMatchObject({ iterations: 40, label: 'linear', scale: 0.5 });
 
@@ -419,5 +420,18 @@ def causal(self, q, k, v):
     const c = expectTensor(await model.run('causal', [t(q), t(k), t(v)]));
     ref(1 / Math.sqrt(D), true).forEach((r, i) => expect(c.data[i]).toBeCloseTo(r, 5));
     await model.dispose();
+  });
+});
+
+describe('binding.d.ts', () => {
+  it('declares exactly what the addon exports', () => {
+    const dts = fs.readFileSync(path.join(__dirname, '..', 'binding.d.ts'), 'utf8');
+    const declared = [...dts.matchAll(/^export declare (?:function|class) (\w+)/gm)].map((m) => m[1]).sort();
+    expect(Object.keys(native()).sort()).toEqual(declared);
+    const cls = /export declare class NativeModel \{([\s\S]*?)\n\}/.exec(dts)![1]!;
+    const members = [...cls.matchAll(/^\s+(?:static |readonly )?(\w+)[(:]/gm)].map((m) => m[1]).filter((n) => n !== 'constructor');
+    const proto = Object.getOwnPropertyNames(native().NativeModel.prototype).filter((n) => n !== 'constructor');
+    const statics = Object.getOwnPropertyNames(native().NativeModel).filter((n) => !['length', 'name', 'prototype', 'arguments', 'caller'].includes(n));
+    expect([...proto, ...statics].sort()).toEqual(members.sort());
   });
 });
