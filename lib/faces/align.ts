@@ -162,32 +162,42 @@ export function warpAffine(image: RgbImage, m: Affine, width: number, height: nu
   const [ia, ib, ic, id, ie, iF] = inv;
   const { data: src, width: W, height: H } = image;
   const out = new Uint8Array(width * height * 3);
-  const rgb = [0, 0, 0];
+  const row = W * 3;
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
       const fx = ia * x + ib * y + ic;
       const fy = id * x + ie * y + iF;
-      const o = (y * width + x) * 3;
       if (!(fx > -1 && fy > -1 && fx < W && fy < H)) continue; // all four neighbours outside: black
       const x0 = Math.floor(fx);
       const y0 = Math.floor(fy);
       const tx = fx - x0;
       const ty = fy - y0;
-      rgb[0] = rgb[1] = rgb[2] = 0;
-      for (let k = 0; k < 4; k++) {
-        const xx = x0 + (k & 1);
-        const yy = y0 + (k >> 1);
-        if (xx < 0 || yy < 0 || xx >= W || yy >= H) continue;
-        const w = ((k & 1) ? tx : 1 - tx) * ((k >> 1) ? ty : 1 - ty);
-        if (w === 0) continue;
-        const i = (yy * W + xx) * 3;
-        rgb[0] += w * src[i];
-        rgb[1] += w * src[i + 1];
-        rgb[2] += w * src[i + 2];
+      const w00 = (1 - tx) * (1 - ty);
+      const w01 = tx * (1 - ty);
+      const w10 = (1 - tx) * ty;
+      const w11 = tx * ty;
+      const o = (y * width + x) * 3;
+      const i = y0 * row + x0 * 3;
+      if (x0 >= 0 && y0 >= 0 && x0 + 1 < W && y0 + 1 < H) {
+        // fast path: all four neighbours inside
+        for (let c = 0; c < 3; c++) {
+          out[o + c] = Math.round(w00 * src[i + c] + w01 * src[i + 3 + c] + w10 * src[i + row + c] + w11 * src[i + row + 3 + c]);
+        }
+      } else {
+        // border: neighbours outside the image are black (BORDER_CONSTANT 0)
+        const in00 = x0 >= 0 && y0 >= 0;
+        const in01 = x0 + 1 < W && y0 >= 0;
+        const in10 = x0 >= 0 && y0 + 1 < H;
+        const in11 = x0 + 1 < W && y0 + 1 < H;
+        for (let c = 0; c < 3; c++) {
+          let v = 0;
+          if (in00) v += w00 * src[i + c];
+          if (in01) v += w01 * src[i + 3 + c];
+          if (in10) v += w10 * src[i + row + c];
+          if (in11) v += w11 * src[i + row + 3 + c];
+          out[o + c] = Math.round(v);
+        }
       }
-      out[o] = Math.round(rgb[0]);
-      out[o + 1] = Math.round(rgb[1]);
-      out[o + 2] = Math.round(rgb[2]);
     }
   }
   return { data: out, width, height };
