@@ -97,7 +97,7 @@ export function addDetectorOptions(cmd: Command, defaults: { faces: 'detect' | '
 
 /** Turns the flags into {@link DetectorOptions}. */
 export function detectorOptions(f: DetectorFlags): DetectorOptions {
-  if (f.frames !== undefined && f.fps !== undefined) throw new InvalidArgumentError('--frames and --fps cannot be used together.');
+  if (f.frames !== undefined && f.fps !== undefined) throw new UsageError('--frames and --fps cannot be used together');
   const o: DetectorOptions = {
     model: f.model,
     threshold: f.threshold,
@@ -180,7 +180,7 @@ export class UsageError extends Error {
 
 /** Exit code for an error that ended a command: 2 for usage/model/option errors, 1 otherwise. */
 export function exitCodeOf(e: unknown): number {
-  if (e instanceof UsageError || e instanceof InvalidArgumentError) return EXIT.USAGE;
+  if (e instanceof UsageError) return EXIT.USAGE;
   if (isDfdetError(e)) {
     if (e.code === 'ABORTED') return EXIT.INTERRUPTED;
     return ['BAD_INPUT', 'NOT_FOUND', 'MODEL_LOAD_FAILED', 'NATIVE_LOAD_FAILED', 'UNSUPPORTED', 'BAD_WEIGHTS', 'BAD_FORMAT'].includes(e.code) ? EXIT.USAGE : EXIT.FAILED;
