@@ -1,0 +1,79 @@
+/**
+ * The benchmarks run end to end (`--quick`, all parts) and write a complete JSON report. No
+ * timing is asserted: benchmarks report numbers, they do not judge them.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import type { BenchReport } from '../lib/bench/run';
+import { skipWithoutPython } from './helpers/python';
+
+const ROOT = path.join(__dirname, '..');
+const VITE_NODE = path.join(ROOT, 'node_modules', '.bin', 'vite-node');
+const MAIN = path.join(ROOT, 'lib', 'bench', 'main.ts');
+
+let dir: string;
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dfdet-bench-test-'));
+});
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+function bench(args: string[], timeout = 240_000) {
+  return spawnSync(VITE_NODE, [MAIN, ...args], { cwd: ROOT, encoding: 'utf8', timeout, maxBuffer: 1 << 26 });
+}
+
+describe('npm run bench --quick', () => {
+  it('runs every part and writes every number to --json', () => {
+    const withPython = !skipWithoutPython('torch', 'numpy');
+    const json = path.join(dir, 'report.json');
+    const r = bench(['--quick', '--json', json, '--cache-dir', path.join(dir, 'cache')]);
+    expect(r.status, r.stderr).toBe(0);
+    // The table: a header and one row per result.
+    expect(r.stdout).toMatch(/part\s+measure\s+dfdet\s+unit\s+reference\s+ratio\s+target/);
+
+    const report = JSON.parse(fs.readFileSync(json, 'utf8')) as BenchReport;
+    expect(report.quick).toBe(true);
+    expect(report.errors).toEqual([]);
+    expect(report.parts).toEqual(['native', 'models', 'media']);
+    for (const part of report.parts) {
+      const rows = report.results.filter((x) => x.part === part);
+      expect(rows.length, part).toBeGreaterThan(0);
+      for (const row of rows) {
+        expect(Number.isFinite(row.value) && row.value > 0, `${row.name} = ${row.value}`).toBe(true);
+        expect(r.stdout).toContain(row.name);
+      }
+    }
+    const names = report.results.map((x) => x.name);
+    for (const b of [1, 4, 8]) {
+      expect(names).toContain(`forward tiny ${report.environment.threads} thr b=${b}`);
+      expect(names).toContain(`forward tiny ${report.environment.threads} thr b=${b} optimize`);
+    }
+    expect(names.some((n) => n.startsWith('detectFaces 640x480 1 thr b=1'))).toBe(true);
+    expect(names.some((n) => n.startsWith('detectFaces 640x480 1 thr b=8'))).toBe(true);
+    expect(names.some((n) => n.startsWith('sampleFrames 32'))).toBe(true);
+    expect(names.some((n) => n.startsWith('cropFace align 256 + clipTransform 224'))).toBe(true);
+
+    if (withPython) {
+      // Each PyTorch comparison has its reference and ratio, and both engines computed the same outputs.
+      const native = report.results.filter((x) => x.part === 'native' && !x.name.endsWith('optimize'));
+      for (const row of native) {
+        expect(row.reference?.name).toBe('torch');
+        expect(row.ratio).toBeCloseTo(row.value / row.reference!.value, 9);
+        expect(row.details?.maxAbsOutputDiff as number).toBeLessThan(1e-4);
+      }
+      const load = report.results.find((x) => x.name.startsWith('load tiny'))!;
+      expect(load.reference?.name).toBe('torch.jit.load');
+      expect(report.results.some((x) => x.name.startsWith('peak RSS after load tiny (torch)'))).toBe(true);
+    }
+  }, 300_000);
+
+  it('rejects an unknown --only part with a message', () => {
+    const r = bench(['--only', 'native,bogus'], 60_000);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain('Expected a comma-separated list of native, models, media for --only but received "native,bogus"');
+  });
+});
