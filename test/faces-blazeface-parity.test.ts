@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import sharp from 'sharp';
 import type { NativeTensor } from '../binding';
-import { BLAZEFACE_ANCHORS, BLAZEFACE_MODEL_PATH, letterboxInput } from '../lib/faces/blazeface';
+import { BLAZEFACE_ANCHORS, BLAZEFACE_MODEL_PATH, letterboxGeometry, letterboxInput, letterboxResize } from '../lib/faces/blazeface';
 import { ASTRONAUT, GRACE_HOPPER, PY, REF, blazefaceOnnx, loadBlazeFace, loadRgb, pythonHas, requireOrSkip } from './faces-helpers';
 
 const FILE = 'test/faces-blazeface-parity.test.ts';
@@ -44,7 +44,9 @@ describe.skipIf(!haveOnnx)('BlazeFace TorchScript vs ONNX (OpenCV DNN)', () => {
     const wide = await loadRgb(wideBuf);
     const per = 3 * 256 * 256;
     input = new Float32Array(B * per);
-    await Promise.all([astro, grace, wide].map((im, i) => letterboxInput(im, input, i * per)));
+    // the same preprocessing as detectFaces
+    const small = await Promise.all([astro, grace, wide].map((im) => letterboxResize(im)));
+    small.forEach((im, i) => letterboxInput(im, input, i * per, letterboxGeometry([astro, grace, wide][i].width, [astro, grace, wide][i].height)));
     fs.writeFileSync(path.join(dir, 'in.f32'), input);
     const r = spawnSync(PY, [REF, 'onnx', onnx.path!, path.join(dir, 'in.f32'), String(B), path.join(dir, 'onnx')], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`OpenCV reference failed: ${r.stderr}`);

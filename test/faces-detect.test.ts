@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import sharp from 'sharp';
 import { isDfdetError } from '../lib/errors';
 import type { RgbImage } from '../lib/media/image';
-import { detectFaces, letterboxGeometry, type Face, type TensorRunner } from '../lib/faces/blazeface';
+import { detectFaces, letterboxGeometry, letterboxInput, letterboxResize, type Face, type TensorRunner } from '../lib/faces/blazeface';
 import { weightedNms, iou } from '../lib/faces/nms';
 import { ASTRONAUT, GRACE_HOPPER, loadBlazeFace, loadRgb, requireOrSkip } from './faces-helpers';
 
@@ -93,6 +93,25 @@ describe('letterbox geometry', () => {
     expect(g.height).toBe(256);
     expect(g.width).toBe(218);
     expect(g.left).toBe(19);
+  });
+
+  it('writes CHW [-1,1] with black padding; the sharp and the JS resize agree', async () => {
+    const g = letterboxGeometry(grace.width, grace.height);
+    const viaSharp = new Float32Array(3 * 256 * 256);
+    const viaJs = new Float32Array(3 * 256 * 256);
+    const small = await letterboxResize(grace, g);
+    expect([small.width, small.height]).toEqual([g.width, g.height]);
+    letterboxInput(small, viaSharp, 0, g);
+    letterboxInput(grace, viaJs, 0, g);
+    // padding columns are -1 in all planes; the first image pixel is the resized one
+    for (const c of [0, 1, 2]) {
+      expect(viaSharp[c * 65536 + 100 * 256 + g.left - 1]).toBe(-1);
+      expect(viaSharp[c * 65536 + 100 * 256 + g.left + g.width]).toBe(-1);
+      expect(viaSharp[c * 65536 + 100 * 256 + g.left]).toBe(Math.fround(small.data[(100 * g.width) * 3 + c] / 127.5 - 1));
+    }
+    let sum = 0;
+    for (let i = 0; i < viaJs.length; i++) sum += Math.abs(viaJs[i] - viaSharp[i]);
+    expect(sum / viaJs.length).toBeLessThan(0.02); // < 1.3 grey levels on average
   });
 });
 

@@ -11,20 +11,29 @@
  * Coordinates are continuous pixel coordinates: (0,0) is the top-left corner of the top-left
  * pixel, so pixel (i, j) covers [i, i+1) x [j, j+1) and its centre is (i+0.5, j+0.5).
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import type { NativeTensor, NativeValue } from '../../binding';
 import { DfdetError, invalidParameter } from '../errors';
 import { Model, type ModelLoadOptions } from '../model';
 import type { RgbImage } from '../media/image';
+import { resizeRgb } from '../media/resample';
 import { weightedNms, type RawDetection } from './nms';
 
 /** Side of the square model input. */
 export const BLAZEFACE_INPUT_SIZE = 256;
 /** Number of anchors (16x16x2 + 8x8x6). */
 export const BLAZEFACE_ANCHORS = 896;
-/** Path of the bundled TorchScript model. */
-export const BLAZEFACE_MODEL_PATH = path.join(__dirname, '..', '..', 'models', 'blazeface', 'blazeface_back.pt');
+/**
+ * Path of the bundled TorchScript model, `<package>/models/blazeface/blazeface_back.pt`. Found
+ * from both lib/faces (sources, tests) and dist/lib/faces (the published build).
+ */
+export const BLAZEFACE_MODEL_PATH = ((): string => {
+  const rel = path.join('models', 'blazeface', 'blazeface_back.pt');
+  const candidates = [path.join(__dirname, '..', '..', rel), path.join(__dirname, '..', '..', '..', rel)];
+  return candidates.find((p) => fs.existsSync(p)) ?? candidates[0];
+})();
 
 /**
  * Load the bundled BlazeFace model. Defaults to `optimize: true` (freeze + optimize_for_inference):
@@ -126,23 +135,32 @@ export function letterboxGeometry(width: number, height: number, size = BLAZEFAC
 }
 
 /**
- * Write `image`, letterboxed to 256x256, into `out` at `offset` as CHW float32 in [-1,1]
- * (`v / 127.5 - 1`). The resize is sharp's (libvips) with a linear kernel, antialiased when
- * shrinking: ~2.5 ms for a 640x480 frame, 3x faster than a Pillow-exact resize in JS. The padding
- * is black (RGB 0, i.e. -1), as in MediaPipe's letterbox.
+ * Resize `image` to its letterbox size `box.width` x `box.height` with sharp (libvips, linear
+ * kernel, antialiased when shrinking): ~2.5 ms CPU for a 640x480 frame, 3x faster than the
+ * Pillow-exact JS resize. Returns `image` itself when no resize is needed.
  */
-export async function letterboxInput(image: RgbImage, out: Float32Array, offset: number, box = letterboxGeometry(image.width, image.height)): Promise<void> {
+export async function letterboxResize(image: RgbImage, box = letterboxGeometry(image.width, image.height)): Promise<RgbImage> {
+  if (box.width === image.width && box.height === image.height) return image;
+  const raw = Buffer.from(image.data.buffer, image.data.byteOffset, image.data.byteLength);
+  const data = await sharp(raw, { raw: { width: image.width, height: image.height, channels: 3 } })
+    .resize(box.width, box.height, { kernel: 'linear', fit: 'fill' })
+    .raw()
+    .toBuffer();
+  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: box.width, height: box.height };
+}
+
+/**
+ * Write `image`, letterboxed to 256x256, into `out` at `offset` as CHW float32 in [-1,1]
+ * (`v / 127.5 - 1`), black padding (RGB 0, i.e. -1) as in MediaPipe. An image already of the
+ * letterbox size (from {@link letterboxResize}, as detectFaces does) is copied as is; any other
+ * size is resized here synchronously with the Pillow-exact bilinear resize of lib/media/resample.
+ */
+export function letterboxInput(image: RgbImage, out: Float32Array, offset: number, box = letterboxGeometry(image.width, image.height)): void {
   const S = BLAZEFACE_INPUT_SIZE;
   const plane = S * S;
-  let src: Uint8Array = image.data;
-  if (box.width !== image.width || box.height !== image.height) {
-    const raw = Buffer.from(image.data.buffer, image.data.byteOffset, image.data.byteLength);
-    src = await sharp(raw, { raw: { width: image.width, height: image.height, channels: 3 } })
-      .resize(box.width, box.height, { kernel: 'linear', fit: 'fill' })
-      .raw()
-      .toBuffer();
-  }
+  const small = box.width === image.width && box.height === image.height ? image : resizeRgb(image, box.width, box.height, 'bilinear');
   out.fill(-1, offset, offset + 3 * plane);
+  const src = small.data;
   for (let y = 0; y < box.height; y++) {
     let o = offset + (y + box.top) * S + box.left;
     let i = y * box.width * 3;
@@ -228,7 +246,8 @@ export async function detectFaces(model: TensorRunner, images: readonly RgbImage
     const chunk = images.slice(start, start + batchSize);
     const boxes = chunk.map((im) => letterboxGeometry(im.width, im.height));
     const input = new Float32Array(chunk.length * per);
-    await Promise.all(chunk.map((im, i) => letterboxInput(im, input, i * per, boxes[i])));
+    const small = await Promise.all(chunk.map((im, i) => letterboxResize(im, boxes[i])));
+    small.forEach((im, i) => letterboxInput(im, input, i * per, boxes[i]));
     const out = unpack(await model.run('forward', [{ data: input, shape: [chunk.length, 3, S, S], dtype: 'float32' }]), chunk.length);
     for (let i = 0; i < chunk.length; i++) {
       results.push(decodeImage(out.scores, out.boxes, i, boxes[i], scoreThreshold, iouThreshold, minFaceSize, maxFaces));
