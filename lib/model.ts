@@ -89,7 +89,8 @@ export class Model {
       return new Model(m);
     } catch (e) {
       const where = typeof source === 'string' ? source : `${source.byteLength} bytes`;
-      throw wrapNativeError(e, `cannot load model from ${where}`);
+      const err = wrapNativeError(e, `cannot load model from ${where}`);
+      throw newerTorchHint(err, b.runtimeInfo().torchVersion);
     }
   }
 
@@ -161,6 +162,20 @@ export class Model {
   [Symbol.asyncDispose](): Promise<void> {
     return this.dispose();
   }
+}
+
+/**
+ * Files traced by a newer torch (the authors' model.torchscript is torch 2.6) can use ops or
+ * format features an older libtorch lacks: say what to do instead of only libtorch's message.
+ */
+function newerTorchHint(err: DfdetError, torchVersion: string): DfdetError {
+  if (err.code !== 'MODEL_LOAD_FAILED' || !/Unknown builtin op|Unknown type name|Unsupported|version|schema/i.test(err.message)) return err;
+  return new DfdetError(
+    'MODEL_LOAD_FAILED',
+    `${err.message}\nThis file may need a newer libtorch than ${torchVersion}. Convert the original checkpoint instead ` +
+      '(dfdet convert model.ckpt -o model.pt, or dfdet pull), or rebuild dfdet against libtorch 2.x (LIBTORCH=/path npm rebuild dfdet).',
+    { cause: err.cause, details: err.details },
+  );
 }
 
 function badParam(name: string, expected: string, value: unknown): DfdetError {

@@ -435,3 +435,20 @@ describe('binding.d.ts', () => {
     expect([...proto, ...statics].sort()).toEqual(members.sort());
   });
 });
+
+describe('files from a newer torch', () => {
+  it('an op this libtorch lacks fails to load with advice to convert the checkpoint', async () => {
+    // A TorchScript archive whose code calls an operator no libtorch has, as a newer torch's would.
+    const good = path.join(dir, 'newer-src.pt');
+    await buildModule({ className: 'Newer', source: 'def forward(self, x):\n    return torch.relu(x)\n' }, good);
+    const zip = fs.readFileSync(good);
+    const needle = Buffer.from('torch.relu(x)');
+    const at = zip.indexOf(needle);
+    expect(at).toBeGreaterThan(0);
+    // Same length: the stored (uncompressed) code entry stays readable (libtorch skips its CRC).
+    Buffer.from('torch.relX(x)').copy(zip, at);
+    const err = await expectCode(Model.load(zip), 'MODEL_LOAD_FAILED');
+    expect(err.message).toMatch(/Unknown builtin op: aten::relX/);
+    expect(err.message).toMatch(/dfdet convert model\.ckpt/);
+  });
+});
