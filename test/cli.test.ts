@@ -12,6 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
 
+import { ARCHS, expectedShapes } from '../lib/detector-model/arch';
 import { parseCsv } from '../lib/eval/dataset';
 import { debianPhoto, dfdet, ensureBuilt, ndjson } from './helpers/cli';
 
@@ -240,6 +241,71 @@ describe.skipIf(!photos)('dfdet detect', () => {
     expect(r.stderr).toMatch(/interrupted/);
     expect(ndjson<Row>(r.stdout).length).toBeLessThan(6);
     expect(Date.now() - t0).toBeLessThan(30_000);
+  });
+});
+
+/** Writes a float32 safetensors file (the format's spec: u64 header length, JSON header, data). */
+function writeSafetensors(file: string, tensors: Record<string, { shape: number[]; data: Float32Array }>): void {
+  const header: Record<string, unknown> = {};
+  let offset = 0;
+  for (const [k, t] of Object.entries(tensors)) {
+    header[k] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
+    offset += t.data.byteLength;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (json.length % 8)) % 8);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  fs.writeFileSync(file, Buffer.concat([len, Buffer.from(json), ...Object.values(tensors).map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength))]));
+}
+
+describe('dfdet convert', () => {
+  it('converts an HF CLIP safetensors file with a head file; the head fixes pFake exactly', async () => {
+    // A tiny HF-CLIP-layout vision tower (arbitrary weights) plus text-tower keys that must be ignored.
+    let x = 7;
+    const rand = (n: number): Float32Array => Float32Array.from({ length: n }, () => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) / 2 ** 32 - 0.5) * 0.1);
+    const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
+    for (const [k, shape] of expectedShapes(ARCHS.tiny)) {
+      if (k.startsWith('head.')) continue;
+      tensors[`vision_model.${k}`] = { shape, data: rand(shape.reduce((a, b) => a * b, 1)) };
+    }
+    tensors['text_model.embeddings.token_embedding.weight'] = { shape: [4, 8], data: rand(32) };
+    tensors.logit_scale = { shape: [], data: Float32Array.of(4.6) };
+    const input = path.join(tmp, 'clip-tiny.safetensors');
+    writeSafetensors(input, tensors);
+    // Head: zero weights, so the logits are the bias whatever the image: pFake = sigmoid(b1 - b0).
+    const bias = Float32Array.of(0.3, 1.1);
+    const head = path.join(tmp, 'head.safetensors');
+    writeSafetensors(head, { 'linear.weight': { shape: [2, 64], data: new Float32Array(128) }, 'linear.bias': { shape: [2], data: bias } });
+    const output = path.join(tmp, 'converted.pt');
+
+    const r = await dfdet(['convert', input, '-o', output, '--head', head, '--head-kind', 'linear']);
+    expect(r.code, r.stderr).toBe(0);
+    const sha = (await import('node:crypto')).createHash('sha256').update(fs.readFileSync(input)).digest('hex');
+    expect(r.stdout).toMatch(/\(hf-clip\)/);
+    expect(r.stdout).toMatch(/width 64, 2 layers, 4 heads/);
+    expect(r.stdout).toMatch(/head:\s+linear \(weights from .*head\.safetensors\)/);
+    expect(r.stdout).toContain(`sha256 ${sha}`);
+    expect(r.stdout).toMatch(/2 input tensors not used/);
+    expect(r.stdout).toContain(output);
+
+    const info = JSON.parse((await dfdet(['info', output, '--json'])).stdout) as { metadata: { source: { kind: string; sha256: string } }; randomWeights: boolean };
+    expect(info.metadata.source).toMatchObject({ kind: 'hf-clip', sha256: sha });
+    expect(info.randomWeights).toBe(false);
+
+    const img = path.join(tmp, 'plain.png');
+    await sharp({ create: { width: 64, height: 48, channels: 3, background: '#406080' } }).png().toFile(img);
+    const d = await dfdet(['detect', '--model', output, '--faces', 'none', '--json', img]);
+    expect(d.code, d.stderr).toBe(0);
+    expect(d.stderr).not.toMatch(/RANDOM/);
+    expect(ndjson<Row>(d.stdout)[0]!.pFake).toBeCloseTo(1 / (1 + Math.exp(bias[0]! - bias[1]!)), 6);
+
+    // A head of the wrong width is refused, naming the tensor.
+    const bad = path.join(tmp, 'bad-head.safetensors');
+    writeSafetensors(bad, { 'linear.weight': { shape: [2, 32], data: new Float32Array(64) }, 'linear.bias': { shape: [2], data: bias } });
+    const e = await dfdet(['convert', input, '-o', path.join(tmp, 'bad.pt'), '--head', bad]);
+    expect(e.code).toBe(2);
+    expect(e.stderr).toMatch(/BAD_WEIGHTS.*linear\.weight/);
   });
 });
 
