@@ -10,21 +10,18 @@
  * of frame probabilities of the subject's face track (the paper's rule), or with `allFaces` the
  * highest track mean.
  */
-import * as fs from 'node:fs';
-
 import { Batcher, type BatchStats } from './batcher';
-import { modelCacheDir, readManifest } from './cache';
 import { readDetectorMetadata, type DetectorMetadata } from './detector-model/metadata';
 import { DfdetError, invalidParameter, isDfdetError, type ErrorCode } from './errors';
 import { cropFace } from './faces/align';
-import { BLAZEFACE_MODEL_PATH, detectFaces, type Face } from './faces/blazeface';
+import { detectFaces, loadFaceDetector, type Face } from './faces/blazeface';
 import { mainTrack, trackFaces, type FaceTrack } from './faces/track';
 import { resolveInput, type DetectInput, type MediaSource } from './inputs';
 import { decodeImage, type RgbImage } from './media/image';
 import { clipTransform } from './media/transform';
 import { sampleFrames, type SamplingStrategy } from './media/video';
 import { Model, type ModelDType } from './model';
-import { defaultModel, getModel } from './registry';
+import { resolveModel } from './resolve-model';
 
 export type { DetectInput } from './inputs';
 export type { SamplingStrategy } from './media/video';
@@ -272,7 +269,7 @@ export class Detector {
     try {
       if (!model.info.methods.includes('forward'))
         throw new DfdetError('MODEL_LOAD_FAILED', `${name} has no forward method: not a detector model`);
-      if (opts.faces === 'detect') faceModel = await Model.load(BLAZEFACE_MODEL_PATH, { device: options.device });
+      if (opts.faces === 'detect') faceModel = await loadFaceDetector({ device: options.device });
       return new Detector(model, faceModel, name, opts);
     } catch (e) {
       await Promise.all([model.dispose(), faceModel?.dispose()]);
@@ -558,32 +555,6 @@ function throwIfAborted(signal?: AbortSignal): void {
 function toResultError(e: unknown): { code: ErrorCode; message: string } {
   if (isDfdetError(e)) return { code: e.code, message: e.message };
   return { code: 'RUNTIME_ERROR', message: e instanceof Error ? e.message : String(e) };
-}
-
-/** Resolves `model` (path, bytes, registry name or the default) into something Model.load takes. */
-async function resolveModel(model: string | Uint8Array | undefined, cacheDir?: string): Promise<{ source: string | Uint8Array; name: string }> {
-  if (model instanceof Uint8Array) return { source: model, name: '<bytes>' };
-  if (model !== undefined && typeof model !== 'string') invalidParameter('model', 'a path, a registry name or a Uint8Array', model);
-  if (model !== undefined && fs.existsSync(model)) return { source: model, name: model };
-  let entryName: string;
-  try {
-    entryName = (model === undefined ? defaultModel() : getModel(model)).name;
-  } catch {
-    if (model === undefined) throw noModel();
-    throw new DfdetError('NOT_FOUND', `model not found: ${model} is neither a file nor a registry name (see dfdet pull --list)`);
-  }
-  const manifest = await readManifest(entryName, cacheDir);
-  if (manifest?.converted && fs.existsSync(manifest.converted)) return { source: manifest.converted, name: entryName };
-  if (model === undefined) throw noModel();
-  throw new DfdetError('NOT_FOUND', `${entryName} is not in the cache (${modelCacheDir(entryName, cacheDir)}): run \`dfdet pull ${entryName}\``);
-}
-
-function noModel(): DfdetError {
-  return new DfdetError(
-    'NOT_FOUND',
-    'no detector model given and none pulled: run `dfdet pull` (the authors\' weights), pass --model FILE, ' +
-      'or make a random demo model with `dfdet model init -o demo.pt` (its scores mean nothing)',
-  );
 }
 
 function validateOptions(o: DetectorOptions): ResolvedOptions {

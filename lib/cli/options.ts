@@ -2,15 +2,11 @@
  * What the commands share: exit codes, option parsers (usage errors exit 2), the detector options
  * of `detect` and `eval`, the random-weights warning, SIGINT handling and error printing.
  */
-import * as fs from 'node:fs';
-
 import { type Command, InvalidArgumentError } from 'commander';
 
-import { readManifest } from '../cache';
 import type { DetectorOptions } from '../detector';
 import { DfdetError, isDfdetError } from '../errors';
 import type { ModelDType } from '../model';
-import { getModel } from '../registry';
 
 /** Exit codes of every command. */
 export const EXIT = {
@@ -124,17 +120,6 @@ export function randomWeightsWarning(name: string): string {
   );
 }
 
-/**
- * A file path or a pulled registry model's converted file. Same rules as Detector.create:
- * an existing file wins, then a registry name whose pull recorded a converted model.
- */
-export async function resolveModelFile(model: string | undefined, cacheDir?: string): Promise<{ file: string; name: string }> {
-  if (model !== undefined && fs.existsSync(model)) return { file: model, name: model };
-  const entry = getModel(model ?? 'default');
-  const manifest = await readManifest(entry.name, cacheDir);
-  if (manifest?.converted && fs.existsSync(manifest.converted)) return { file: manifest.converted, name: entry.name };
-  throw new DfdetError('NOT_FOUND', `${entry.name} is not in the cache: run \`dfdet pull ${entry.name}\``);
-}
 
 /**
  * An AbortController aborted by the first SIGINT (and SIGTERM); a second one exits at once.

@@ -3,9 +3,13 @@
  * back (with the paper's defaults for files that have none, e.g. the authors' traced TorchScript).
  */
 
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
 import type { NativeModelInfo } from '../../binding';
 import { DfdetError } from '../errors';
 import { METADATA_FILE } from '../model';
+import { packageRoot } from '../native';
 import { ARCHS, HeadKind, VitArch } from './arch';
 
 export { METADATA_FILE };
@@ -45,8 +49,8 @@ export interface DetectorMetadata {
 /** dfdet's own version string for `createdBy`. */
 export function createdBy(): string {
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const pkg = require('../../package.json') as { version?: string };
+    // From sources (lib/) and from the build (dist/lib/) alike.
+    const pkg = JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version?: string };
     return `dfdet ${pkg.version ?? '?'}`;
   } catch {
     return 'dfdet';

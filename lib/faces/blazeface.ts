@@ -11,11 +11,11 @@
  * Coordinates are continuous pixel coordinates: (0,0) is the top-left corner of the top-left
  * pixel, so pixel (i, j) covers [i, i+1) x [j, j+1) and its centre is (i+0.5, j+0.5).
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import type { NativeTensor, NativeValue } from '../../binding';
 import { DfdetError, invalidParameter } from '../errors';
+import { packageRoot } from '../native';
 import { Model, type ModelLoadOptions } from '../model';
 import type { RgbImage } from '../media/image';
 import { resizeRgb } from '../media/resample';
@@ -27,13 +27,9 @@ export const BLAZEFACE_INPUT_SIZE = 256;
 export const BLAZEFACE_ANCHORS = 896;
 /**
  * Path of the bundled TorchScript model, `<package>/models/blazeface/blazeface_back.pt`. Found
- * from both lib/faces (sources, tests) and dist/lib/faces (the published build).
+ * from sources and from the build alike (packageRoot is found by walking up to package.json).
  */
-export const BLAZEFACE_MODEL_PATH = ((): string => {
-  const rel = path.join('models', 'blazeface', 'blazeface_back.pt');
-  const candidates = [path.join(__dirname, '..', '..', rel), path.join(__dirname, '..', '..', '..', rel)];
-  return candidates.find((p) => fs.existsSync(p)) ?? candidates[0];
-})();
+export const BLAZEFACE_MODEL_PATH = path.join(packageRoot, 'models', 'blazeface', 'blazeface_back.pt');
 
 /**
  * Load the bundled BlazeFace model. Defaults to `optimize: true` (freeze + optimize_for_inference):

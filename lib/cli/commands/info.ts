@@ -8,7 +8,8 @@ import type { Command } from 'commander';
 import { readDetectorMetadata } from '../../detector-model/metadata';
 import { METADATA_FILE, Model } from '../../model';
 import { bytes } from '../output';
-import { choiceOption, resolveModelFile } from '../options';
+import { resolveModel } from '../../resolve-model';
+import { choiceOption } from '../options';
 
 interface InfoFlags {
   json?: boolean;
@@ -29,7 +30,8 @@ export function registerInfo(program: Command): void {
     .option('--dtype <dtype>', 'precision to load in', choiceOption('--dtype', ['float32', 'float16', 'bfloat16'] as const), 'float32')
     .addHelpText('after', '\nExit codes: 0 shown, 2 model not found or not loadable.')
     .action(async (name: string | undefined, flags: InfoFlags) => {
-      const { file, name: shown } = await resolveModelFile(name, flags.cacheDir);
+      const { source, name: shown } = await resolveModel(name, flags.cacheDir);
+      const file = source as string; // names and paths only: bytes never come from the command line
       const model = await Model.load(file, { device: flags.device, dtype: flags.dtype });
       try {
         const info = model.info;
