@@ -18,13 +18,13 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ArchName, expectedShapes, HeadKind, inferArch, resolveArch, VitArch } from './detector-model/arch';
-import { buildDetector, CanonicalWeights } from './detector-model/builder';
+import { type ArchName, expectedShapes, type HeadKind, inferArch, resolveArch, type VitArch } from './detector-model/arch';
+import { buildDetector, type CanonicalWeights } from './detector-model/builder';
 import { checkSeed, randomWeights } from './detector-model/init';
-import { DetectorSource, makeMetadata } from './detector-model/metadata';
+import { type DetectorSource, makeMetadata } from './detector-model/metadata';
 import { DfdetError, invalidParameter } from './errors';
 import { SafetensorsFile } from './formats/safetensors';
-import { RawTensor, TensorSource, toFloat32 } from './formats/tensor';
+import { type RawTensor, type TensorSource, toFloat32 } from './formats/tensor';
 import { dictGet, TorchCheckpoint } from './formats/torchzip';
 
 /** Input layouts {@link convertModel} understands. */

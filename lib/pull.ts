@@ -7,8 +7,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DfdetError, invalidParameter, isDfdetError } from './errors';
-import { CachedFile, CacheManifest, defaultCacheDir, modelCacheDir, readManifest, writeManifest } from './cache';
-import { getModel, RegistryEntry, RegistryFile, validateEntry } from './registry';
+import { type CachedFile, type CacheManifest, defaultCacheDir, modelCacheDir, readManifest, writeManifest } from './cache';
+import { getModel, type RegistryEntry, type RegistryFile, validateEntry } from './registry';
 
 /** Progress of one file. */
 export interface PullProgress {

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { TorchCheckpoint, dictGet, isTensorRef } from '../lib/formats/torchzip';
-import { unpickle, PickleValue, isTuple, PickleObject } from '../lib/formats/pickle';
+import { unpickle, type PickleValue, isTuple, PickleObject } from '../lib/formats/pickle';
 import { numel, toFloat32 } from '../lib/formats/tensor';
 import { SeededRandom } from '../lib/detector-model/init';
 import { isDfdetError } from '../lib/errors';

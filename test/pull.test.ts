@@ -5,9 +5,9 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { pull, sha256FromEtag, PullProgress } from '../lib/pull';
+import { pull, sha256FromEtag, type PullProgress } from '../lib/pull';
 import { cacheList, cacheRemove, defaultCacheDir, modelCacheDir, readManifest } from '../lib/cache';
-import { getModel, listModels, loadRegistry, RegistryEntry, validateRegistry, defaultModel } from '../lib/registry';
+import { getModel, listModels, loadRegistry, type RegistryEntry, validateRegistry, defaultModel } from '../lib/registry';
 import { isDfdetError } from '../lib/errors';
 
 const sha = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
@@ -431,8 +431,14 @@ describe('registry', () => {
   });
 
   it('rejects malformed registries with BAD_FORMAT', () => {
+    /** The fields this test breaks, typed loosely so that any value can be put in. */
+    interface RawRegistry {
+      version: unknown;
+      default: unknown;
+      models: { converter: unknown; files: { name: unknown; url: unknown; sha256: unknown }[] }[];
+    }
     const good = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'models', 'registry.json'), 'utf8'));
-    const mutate = (f: (r: any) => void) => {
+    const mutate = (f: (r: RawRegistry) => void) => {
       const r = structuredClone(good);
       f(r);
       try {

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
-import { evaluate, Prediction, writeReport, figureSvg } from '../lib/eval/report';
+import { evaluate, type Prediction, writeReport, figureSvg } from '../lib/eval/report';
 import { computeMetrics } from '../lib/eval/metrics';
 import { parseCsv } from '../lib/eval/dataset';
 import { curveSvg } from '../lib/eval/plot';

@@ -6,8 +6,8 @@
 import type { NativeModuleSpec, NativeTensor } from '../../binding';
 import { DfdetError } from '../errors';
 import { buildModule } from '../model';
-import { expectedShapes, HeadKind, VitArch, validateArch } from './arch';
-import { DetectorMetadata, METADATA_FILE } from './metadata';
+import { expectedShapes, type HeadKind, type VitArch, validateArch } from './arch';
+import { type DetectorMetadata, METADATA_FILE } from './metadata';
 import { blockSource, visionSource } from './source';
 
 /** Canonical weights: HF CLIPVisionModel names without `vision_model.`, plus `head.weight`/`head.bias`. */

@@ -4,8 +4,8 @@
  */
 
 import { invalidParameter } from '../errors';
-import { ArchName, expectedShapes, HeadKind, resolveArch, VitArch } from './arch';
-import { buildDetector, CanonicalWeights } from './builder';
+import { type ArchName, expectedShapes, type HeadKind, resolveArch, type VitArch } from './arch';
+import { buildDetector, type CanonicalWeights } from './builder';
 import { makeMetadata } from './metadata';
 
 /** A small deterministic PRNG (mulberry32) with Gaussian samples (Box–Muller). */

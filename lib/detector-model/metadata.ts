@@ -10,7 +10,7 @@ import type { NativeModelInfo } from '../../binding';
 import { DfdetError } from '../errors';
 import { METADATA_FILE } from '../model';
 import { packageRoot } from '../native';
-import { ARCHS, HeadKind, VitArch } from './arch';
+import { ARCHS, type HeadKind, type VitArch } from './arch';
 
 export { METADATA_FILE };
 

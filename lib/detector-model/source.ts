@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DfdetError } from '../errors';
-import { HeadKind, LAYER_NORM_EPS, VitArch } from './arch';
+import { type HeadKind, LAYER_NORM_EPS, type VitArch } from './arch';
 
 let templateDir: string | undefined;
 

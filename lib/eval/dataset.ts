@@ -184,7 +184,8 @@ function parseLabel(v: string | undefined): 0 | 1 | undefined {
   return undefined;
 }
 
-const CSV_COLUMNS = ['path', 'label', 'dataset', 'source', 'video', 'frame'] as const;
+/** Column names a CSV header may use. */
+type CsvColumn = 'path' | 'label' | 'dataset' | 'source' | 'video' | 'frame';
 
 /** Read a `path,label[,dataset,video]` CSV into items. */
 export async function readCsvDataset(csvPath: string, options: ScanOptions = {}): Promise<DatasetItem[]> {
@@ -204,11 +205,11 @@ export async function readCsvDataset(csvPath: string, options: ScanOptions = {})
     columns = first;
     start = 1;
   }
-  const col = (name: (typeof CSV_COLUMNS)[number]): number => columns.indexOf(name);
+  const col = (name: CsvColumn): number => columns.indexOf(name);
   const datasetDefault = stem(csvPath);
   const items: DatasetItem[] = [];
   for (const { line, fields } of rows.slice(start)) {
-    const get = (name: (typeof CSV_COLUMNS)[number]): string | undefined => {
+    const get = (name: CsvColumn): string | undefined => {
       const i = col(name);
       const v = i >= 0 ? fields[i]?.trim() : undefined;
       return v === '' ? undefined : v;

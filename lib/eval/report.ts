@@ -14,8 +14,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DfdetError, invalidParameter } from '../errors';
-import { BinaryMetrics, computeMetrics, prCurve, rocCurve } from './metrics';
-import { CurveSeries, curveSvg, svgToPng } from './plot';
+import { type BinaryMetrics, computeMetrics, prCurve, rocCurve } from './metrics';
+import { type CurveSeries, curveSvg, svgToPng } from './plot';
 
 /** One scored (or failed) item, as produced by the caller's inference loop. */
 export interface Prediction {

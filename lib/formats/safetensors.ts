@@ -7,7 +7,7 @@
 
 import * as fs from 'node:fs';
 import { DfdetError } from '../errors';
-import { DTYPE_SIZE, numel, RawDType, RawTensor, TensorMeta, TensorSource, validShape } from './tensor';
+import { DTYPE_SIZE, numel, type RawDType, type RawTensor, type TensorMeta, type TensorSource, validShape } from './tensor';
 
 /** Largest header accepted (the reference implementation uses the same 100 MB bound). */
 export const MAX_HEADER_BYTES = 100_000_000;

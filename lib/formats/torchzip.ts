@@ -11,8 +11,8 @@
 import * as fs from 'node:fs';
 import * as zlib from 'node:zlib';
 import { DfdetError } from '../errors';
-import { isTuple, PickleGlobal, PickleObject, PickleValue, unpickle } from './pickle';
-import { DTYPE_SIZE, numel, RawDType, RawTensor, TensorMeta, TensorSource, validShape } from './tensor';
+import { isTuple, PickleGlobal, PickleObject, type PickleValue, unpickle } from './pickle';
+import { DTYPE_SIZE, numel, type RawDType, type RawTensor, type TensorMeta, type TensorSource, validShape } from './tensor';
 
 /** One entry of the ZIP central directory. */
 export interface ZipEntry {
