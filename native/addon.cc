@@ -3,7 +3,6 @@
 #include <torch/cuda.h>
 #include <torch/script.h>
 #include <torch/version.h>
-#include <torch/csrc/jit/runtime/graph_executor.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -49,7 +48,6 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   o.Set("threads", Napi::Number::New(env, at::get_num_threads()));
   o.Set("config", at::show_config());
   o.Set("sdpaShim", ensureSdpaOp());
-  o.Set("jitProfiling", torch::jit::getExecutorMode().load());
   auto libs = blasLibraries();
   Napi::Array arr = Napi::Array::New(env, libs.size());
   for (size_t i = 0; i < libs.size(); i++) arr.Set(static_cast<uint32_t>(i), libs[i]);
@@ -74,17 +72,9 @@ Napi::Value DebugCounters(const Napi::CallbackInfo& info) {
   return o;
 }
 
-void initProcessOnce() {
+void initThreadsOnce() {
   static std::once_flag once;
   std::call_once(once, [] {
-    // TorchScript's profiling executor profiles, then re-optimises every graph during its first
-    // runs: measured on BlazeFace (frozen) ~1.6 s + 0.9 s before reaching ~30 ms, against 81 ms then
-    // ~15 ms with the simple executor, in every new process (each CLI run). DFDET_JIT_PROFILING=1
-    // restores libtorch's default.
-    const char* prof = std::getenv("DFDET_JIT_PROFILING");
-    const bool profiling = prof && prof[0] == '1';
-    torch::jit::getExecutorMode() = profiling;
-    torch::jit::getProfilingMode() = profiling;
     // libtorch defaults to 1 intra-op thread on these machines: use the cores unless told otherwise.
     int n = 0;
     if (const char* e = std::getenv("DFDET_THREADS")) n = std::atoi(e);
@@ -96,7 +86,7 @@ void initProcessOnce() {
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  initProcessOnce();
+  initThreadsOnce();
   ensureSdpaOp();
   auto* data = new AddonData();
   env.SetInstanceData<AddonData>(data);  // deleted by node-addon-api when this environment ends
