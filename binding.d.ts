@@ -140,6 +140,8 @@ export interface NativeRuntimeInfo {
   config: string;
   /** Whether the addon registered its own aten::scaled_dot_product_attention (libtorch < 2). */
   sdpaShim: boolean;
+  /** Whether TorchScript's profiling executor is on (off unless DFDET_JIT_PROFILING=1: faster first runs). */
+  jitProfiling: boolean;
   /** Shared libraries mapped into the process whose names say BLAS/LAPACK (Linux). */
   blasLibraries: string[];
 }

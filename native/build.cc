@@ -166,10 +166,9 @@ class BuildWorker : public PromiseWorker {
 Napi::Value BuildModule(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[1].IsString()) throwTyped(env, "BAD_INPUT", "Expected buildModule(spec, outPath: string, options?)");
-  auto* w = new BuildWorker(env);
-  try {
-    w->spec = readSpec(env, info[0], "spec", 0);
-    w->outPath = info[1].As<Napi::String>().Utf8Value();
+  return queueWorker(new BuildWorker(env), [&](BuildWorker& w) {
+    w.spec = readSpec(env, info[0], "spec", 0);
+    w.outPath = info[1].As<Napi::String>().Utf8Value();
     if (info.Length() > 2 && info[2].IsObject()) {
       Napi::Value ef = info[2].As<Napi::Object>().Get("extraFiles");
       if (ef.IsObject()) {
@@ -177,17 +176,11 @@ Napi::Value BuildModule(const Napi::CallbackInfo& info) {
         Napi::Array keys = o.GetPropertyNames();
         for (uint32_t i = 0; i < keys.Length(); i++) {
           std::string k = keys.Get(i).ToString().Utf8Value();
-          w->extraFiles[k] = o.Get(k).ToString().Utf8Value();
+          w.extraFiles[k] = o.Get(k).ToString().Utf8Value();
         }
       }
     }
-  } catch (...) {
-    delete w;
-    throw;
-  }
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
+  });
 }
 
 }  // namespace dfdet

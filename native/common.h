@@ -69,6 +69,21 @@ class PromiseWorker : public Napi::AsyncWorker {
   std::string errorCode_;
 };
 
+// Fills in a worker on the JS thread, then queues it. If filling in throws (a JS error for bad
+// arguments) the worker is freed and the error propagates to the caller.
+template <typename W, typename Configure>
+Napi::Promise queueWorker(W* w, Configure&& configure) {
+  try {
+    configure(*w);
+  } catch (...) {
+    delete w;
+    throw;
+  }
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
 // Throws a JS error with a code from a synchronous binding function.
 [[noreturn]] void throwTyped(Napi::Env env, const std::string& code, const std::string& message);
 

@@ -245,35 +245,28 @@ Napi::Value NativeModel::Load(const Napi::CallbackInfo& info) {
   auto* data = env.GetInstanceData<AddonData>();
   if (info.Length() < 2 || !info[1].IsObject()) throwTyped(env, "BAD_INPUT", "Expected an options object for load()");
   Napi::Object opts = info[1].As<Napi::Object>();
-  auto* w = new LoadWorker(env, data);
-  try {
+  return queueWorker(new LoadWorker(env, data), [&](LoadWorker& w) {
     if (info[0].IsString()) {
-      w->path = info[0].As<Napi::String>().Utf8Value();
+      w.path = info[0].As<Napi::String>().Utf8Value();
     } else if (info[0].IsTypedArray()) {
       Napi::TypedArray a = info[0].As<Napi::TypedArray>();
-      w->bytes = static_cast<const char*>(a.ArrayBuffer().Data()) + a.ByteOffset();
-      w->size = a.ByteLength();
-      w->bytesPin = Napi::Persistent(a.As<Napi::Object>());
+      w.bytes = static_cast<const char*>(a.ArrayBuffer().Data()) + a.ByteOffset();
+      w.size = a.ByteLength();
+      w.bytesPin = Napi::Persistent(a.As<Napi::Object>());
     } else {
       throwTyped(env, "BAD_INPUT", "Expected a path string or a Uint8Array for the model source");
     }
     Napi::Value dev = opts.Get("device");
-    w->device = parseDevice(env, dev.IsString() ? dev.As<Napi::String>().Utf8Value() : "cpu");
+    w.device = parseDevice(env, dev.IsString() ? dev.As<Napi::String>().Utf8Value() : "cpu");
     Napi::Value dt = opts.Get("dtype");
-    w->dtype = parseFloatDType(env, dt.IsString() ? dt.As<Napi::String>().Utf8Value() : "float32");
-    w->optimize = opts.Get("optimize").ToBoolean().Value();
+    w.dtype = parseFloatDType(env, dt.IsString() ? dt.As<Napi::String>().Utf8Value() : "float32");
+    w.optimize = opts.Get("optimize").ToBoolean().Value();
     Napi::Value ef = opts.Get("extraFiles");
     if (ef.IsArray()) {
       Napi::Array a = ef.As<Napi::Array>();
-      for (uint32_t i = 0; i < a.Length(); i++) w->extraFileNames.push_back(a.Get(i).ToString().Utf8Value());
+      for (uint32_t i = 0; i < a.Length(); i++) w.extraFileNames.push_back(a.Get(i).ToString().Utf8Value());
     }
-  } catch (...) {
-    delete w;
-    throw;
-  }
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
+  });
 }
 
 Napi::Value NativeModel::Info(const Napi::CallbackInfo& info) {
@@ -312,22 +305,16 @@ Napi::Value NativeModel::Run(const Napi::CallbackInfo& info) {
   if (disposing_ || !state_) throwTyped(env, "DISPOSED", "the model was disposed");
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsArray())
     throwTyped(env, "BAD_INPUT", "Expected run(method: string, inputs: NativeTensor[], options?)");
-  auto* w = new RunWorker(env, this, Value(), state_);
-  try {
-    w->method = info[0].As<Napi::String>().Utf8Value();
+  Napi::Promise p = queueWorker(new RunWorker(env, this, Value(), state_), [&](RunWorker& w) {
+    w.method = info[0].As<Napi::String>().Utf8Value();
     Napi::Array arr = info[1].As<Napi::Array>();
-    for (uint32_t i = 0; i < arr.Length(); i++) w->inputs.push_back(wrapTensor(env, arr.Get(i), "inputs[" + std::to_string(i) + "]"));
+    for (uint32_t i = 0; i < arr.Length(); i++) w.inputs.push_back(wrapTensor(env, arr.Get(i), "inputs[" + std::to_string(i) + "]"));
     if (info.Length() > 2 && info[2].IsObject()) {
       Napi::Value cf = info[2].As<Napi::Object>().Get("checkFinite");
-      if (!cf.IsUndefined()) w->checkFinite = cf.ToBoolean().Value();
+      if (!cf.IsUndefined()) w.checkFinite = cf.ToBoolean().Value();
     }
-  } catch (...) {
-    delete w;
-    throw;
-  }
-  inFlight_++;
-  Napi::Promise p = w->Promise();
-  w->Queue();
+  });
+  inFlight_++;  // the worker cannot complete before this returns: completion runs on this thread
   return p;
 }
 
