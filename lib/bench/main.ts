@@ -36,6 +36,12 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     `\ndfdet benchmarks${report.quick ? ' (quick)' : ''}: ${env.cpu} x${env.cores}, libtorch ${env.torch}, ${env.threads} threads, Node ${env.node}\n\n`,
   );
   process.stdout.write(`${formatTable(report.results)}\n`);
+  const cores = typeof env.cores === 'number' ? env.cores : 1;
+  for (const [part, l] of Object.entries(report.partLoadAverage)) {
+    if (l && Math.max(l.start, l.end) > cores * 0.5) {
+      process.stdout.write(`\nnote: load average ${l.start} -> ${l.end} on ${cores} cores during ${part}: other processes skewed these timings.\n`);
+    }
+  }
   for (const e of report.errors) process.stdout.write(`\n${e.part} FAILED: ${e.message}\n`);
   if (o.json) {
     fs.writeFileSync(o.json, `${JSON.stringify(report, null, 2)}\n`);

@@ -6,6 +6,12 @@
  * The engines take turns run by run (addon, addon optimized, PyTorch, addon, ...), so load from
  * other processes falls on all of them alike; each is warmed up first (TorchScript's profiling
  * executor optimizes the graph during the first runs).
+ *
+ * Caveat measured on this machine: PyTorch from Python (default TensorExpr fuser on) needed ~8 runs
+ * of a new input shape before its times settled (BlazeFace: 250-1400 ms, then 8-17 ms per run;
+ * steady from the first run with `torch._C._jit_set_texpr_fuser_enabled(False)`), while the addon
+ * settled after 2. One warm-up per batch size cannot cover that for ViT-L/14 without minutes of
+ * extra runs, so PyTorch's first batch sizes may read slow: the raw times are in the JSON.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
