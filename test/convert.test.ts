@@ -13,6 +13,7 @@ import { encodeSafetensors, SafetensorsFile } from '../lib/formats/safetensors';
 import { Model, expectTensor } from '../lib/model';
 import { isDfdetError } from '../lib/errors';
 import { runPython, skipWithoutPython } from './helpers/python';
+import { maxAbsDiff } from './helpers/numeric';
 
 type Ref = Record<string, { logits: number[][]; features: number[][] }>;
 
@@ -21,14 +22,6 @@ const TINY = { width: 64, layers: 2, heads: 4, patch: 32, image: 224, seed: 7, v
 const TOL = 1e-4;
 
 const skip = skipWithoutPython('torch');
-
-function maxAbsDiff(a: Float32Array, b: number[][]): number {
-  const flat = b.flat();
-  expect(a.length).toBe(flat.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - flat[i]!));
-  return m;
-}
 
 describe.skipIf(skip)('convertModel', () => {
   let dir: string;

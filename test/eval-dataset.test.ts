@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseCsv, scanDataset } from '../lib/eval/dataset';
-import { isDfdetError } from '../lib/errors';
+import { expectDfdetError } from './helpers/errors';
 
 let tmp: string;
 
@@ -12,18 +12,6 @@ function touch(rel: string, content = 'x'): string {
   fs.mkdirSync(path.dirname(p), { recursive: true });
   fs.writeFileSync(p, content);
   return p;
-}
-
-async function expectCode(p: Promise<unknown>, code: string, msg?: RegExp): Promise<void> {
-  let err: unknown;
-  try {
-    await p;
-  } catch (e) {
-    err = e;
-  }
-  expect(isDfdetError(err), String(err)).toBe(true);
-  expect((err as { code: string }).code).toBe(code);
-  if (msg) expect((err as Error).message).toMatch(msg);
 }
 
 beforeAll(() => {
@@ -104,13 +92,13 @@ describe('scanDataset: CSV', () => {
 
   it('reports bad labels with the line number', async () => {
     const csv = touch('lists/bad.csv', 'path,label\na.png,1\nb.png,maybe\n');
-    await expectCode(scanDataset(csv), 'BAD_INPUT', /line 3.*maybe/);
+    await expectDfdetError(scanDataset(csv), 'BAD_INPUT', /line 3.*maybe/);
   });
 
   it('rejects empty CSV, unterminated quotes and a header without label', async () => {
-    await expectCode(scanDataset(touch('lists/empty.csv', '\n\n')), 'BAD_INPUT', /no rows/);
-    await expectCode(scanDataset(touch('lists/q.csv', '"a.png,1\n')), 'BAD_INPUT', /Unterminated/);
-    await expectCode(scanDataset(touch('lists/nolabel.csv', 'path,video\na.png,v\n')), 'BAD_INPUT', /label/);
+    await expectDfdetError(scanDataset(touch('lists/empty.csv', '\n\n')), 'BAD_INPUT', /no rows/);
+    await expectDfdetError(scanDataset(touch('lists/q.csv', '"a.png,1\n')), 'BAD_INPUT', /Unterminated/);
+    await expectDfdetError(scanDataset(touch('lists/nolabel.csv', 'path,video\na.png,v\n')), 'BAD_INPUT', /label/);
   });
 
   it('parseCsv handles escaped quotes and CRLF', () => {
@@ -123,16 +111,16 @@ describe('scanDataset: CSV', () => {
 
 describe('scanDataset: errors', () => {
   it('missing path → NOT_FOUND', async () => {
-    await expectCode(scanDataset(path.join(tmp, 'nope')), 'NOT_FOUND');
+    await expectDfdetError(scanDataset(path.join(tmp, 'nope')), 'NOT_FOUND');
   });
   it('folder without media → BAD_INPUT', async () => {
-    await expectCode(scanDataset(path.join(tmp, 'empty')), 'BAD_INPUT', /No images or videos/);
+    await expectDfdetError(scanDataset(path.join(tmp, 'empty')), 'BAD_INPUT', /No images or videos/);
   });
   it('a non-CSV file → BAD_INPUT', async () => {
-    await expectCode(scanDataset(path.join(tmp, 'empty/readme.txt')), 'BAD_INPUT', /\.csv/);
+    await expectDfdetError(scanDataset(path.join(tmp, 'empty/readme.txt')), 'BAD_INPUT', /\.csv/);
   });
   it('bad options → BAD_INPUT', async () => {
-    await expectCode(scanDataset(''), 'BAD_INPUT');
-    await expectCode(scanDataset(tmp, { label: 2 as 0 }), 'BAD_INPUT');
+    await expectDfdetError(scanDataset(''), 'BAD_INPUT');
+    await expectDfdetError(scanDataset(tmp, { label: 2 as 0 }), 'BAD_INPUT');
   });
 });

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { auroc, averagePrecision, computeMetrics, prCurve, rocCurve } from '../lib/eval/metrics';
 import { isDfdetError } from '../lib/errors';
+import { rng } from './helpers/random';
 
 const PY = '/usr/bin/python3';
 const SCRIPT = path.join(__dirname, 'python', 'metrics_ref.py');
@@ -40,18 +41,6 @@ function reference(cases: Case[]): RefOut[] {
   const r = spawnSync(PY, [SCRIPT], { input: JSON.stringify({ cases }), encoding: 'utf8', maxBuffer: 1 << 28 });
   if (r.status !== 0) throw new Error(`metrics_ref.py failed: ${r.stderr}`);
   return JSON.parse(r.stdout) as RefOut[];
-}
-
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function makeCases(): { name: string; c: Case }[] {

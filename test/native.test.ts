@@ -11,10 +11,10 @@ import { Worker } from 'node:worker_threads';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { isDfdetError } from '../lib/errors';
 import { Model, buildModule, expectTensor, tensor } from '../lib/model';
 import { native } from '../lib/native';
 import { runPython, skipWithoutPython } from './helpers/python';
+import { expectDfdetError } from './helpers/errors';
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
@@ -77,17 +77,6 @@ function matmulRef(x: Float32Array, rows: number, w: Float32Array, b: Float32Arr
   return out;
 }
 
-async function expectCode(p: Promise<unknown>, code: string): Promise<Error> {
-  try {
-    await p;
-  } catch (e) {
-    expect(isDfdetError(e), `expected a DfdetError, got ${String(e)}`).toBe(true);
-    expect((e as { code: string }).code).toBe(code);
-    return e as Error;
-  }
-  throw new Error(`expected rejection with ${code}`);
-}
-
 describe('built modules', () => {
   it('builds, loads, reports info and metadata, and computes what an independent reference computes', async () => {
     const file = path.join(dir, 'linear.pt');
@@ -134,9 +123,9 @@ describe('built modules', () => {
 
   it('rejects malformed build specs and TorchScript compile errors with BAD_INPUT', async () => {
     const out = path.join(dir, 'bad.pt');
-    await expectCode(buildModule({ className: 'Bad', source: 'def forward(self, x):\n    return torch.nope(x)\n' }, out), 'BAD_INPUT');
-    await expectCode(buildModule({ className: 'bad name', source: '' }, out), 'BAD_INPUT');
-    await expectCode(
+    await expectDfdetError(buildModule({ className: 'Bad', source: 'def forward(self, x):\n    return torch.nope(x)\n' }, out), 'BAD_INPUT');
+    await expectDfdetError(buildModule({ className: 'bad name', source: '' }, out), 'BAD_INPUT');
+    await expectDfdetError(
       buildModule({ className: 'Bad2', source: '', parameters: { w: tensor(new Float32Array(3), [2, 2]) } }, out),
       'BAD_INPUT',
     );
@@ -209,41 +198,41 @@ describe('bad input', () => {
   afterAll(() => model.dispose());
 
   it('missing, text, truncated and empty model files', async () => {
-    await expectCode(Model.load(path.join(dir, 'missing.pt')), 'NOT_FOUND');
+    await expectDfdetError(Model.load(path.join(dir, 'missing.pt')), 'NOT_FOUND');
     const text = path.join(dir, 'text.pt');
     fs.writeFileSync(text, 'this is not a model\n'.repeat(100));
-    await expectCode(Model.load(text), 'MODEL_LOAD_FAILED');
+    await expectDfdetError(Model.load(text), 'MODEL_LOAD_FAILED');
     const good = fs.readFileSync(path.join(dir, 'bad-input.pt'));
     const truncated = path.join(dir, 'truncated.pt');
     fs.writeFileSync(truncated, good.subarray(0, Math.floor(good.length * 0.6)));
-    await expectCode(Model.load(truncated), 'MODEL_LOAD_FAILED');
-    await expectCode(Model.load(good.subarray(0, 100)), 'MODEL_LOAD_FAILED');
-    await expectCode(Model.load(new Uint8Array(0)), 'MODEL_LOAD_FAILED');
+    await expectDfdetError(Model.load(truncated), 'MODEL_LOAD_FAILED');
+    await expectDfdetError(Model.load(good.subarray(0, 100)), 'MODEL_LOAD_FAILED');
+    await expectDfdetError(Model.load(new Uint8Array(0)), 'MODEL_LOAD_FAILED');
   });
 
   it('bad options', async () => {
-    await expectCode(Model.load(path.join(dir, 'bad-input.pt'), { device: 'tpu' }), 'BAD_INPUT');
-    await expectCode(Model.load(path.join(dir, 'bad-input.pt'), { dtype: 'int8' as never }), 'BAD_INPUT');
-    if (!native().runtimeInfo().cudaAvailable) await expectCode(Model.load(path.join(dir, 'bad-input.pt'), { device: 'cuda' }), 'UNSUPPORTED');
+    await expectDfdetError(Model.load(path.join(dir, 'bad-input.pt'), { device: 'tpu' }), 'BAD_INPUT');
+    await expectDfdetError(Model.load(path.join(dir, 'bad-input.pt'), { dtype: 'int8' as never }), 'BAD_INPUT');
+    if (!native().runtimeInfo().cudaAvailable) await expectDfdetError(Model.load(path.join(dir, 'bad-input.pt'), { device: 'cuda' }), 'UNSUPPORTED');
   });
 
   it('wrong element count, dtype mismatch, wrong shape for the model, NaN, unknown method', async () => {
-    await expectCode(model.forward(tensor(new Float32Array(5), [2, 3])), 'BAD_INPUT');
-    await expectCode(model.forward({ data: new Int32Array(3), shape: [1, 3], dtype: 'float32' }), 'BAD_INPUT');
-    await expectCode(model.forward({ data: new Float32Array(3), shape: [1, -3], dtype: 'float32' }), 'BAD_INPUT');
-    await expectCode(model.forward({ data: [1, 2, 3] as never, shape: [1, 3], dtype: 'float32' }), 'BAD_INPUT');
-    const wrongShape = await expectCode(model.forward(tensor(new Float32Array(4), [1, 4])), 'RUNTIME_ERROR');
+    await expectDfdetError(model.forward(tensor(new Float32Array(5), [2, 3])), 'BAD_INPUT');
+    await expectDfdetError(model.forward({ data: new Int32Array(3), shape: [1, 3], dtype: 'float32' }), 'BAD_INPUT');
+    await expectDfdetError(model.forward({ data: new Float32Array(3), shape: [1, -3], dtype: 'float32' }), 'BAD_INPUT');
+    await expectDfdetError(model.forward({ data: [1, 2, 3] as never, shape: [1, 3], dtype: 'float32' }), 'BAD_INPUT');
+    const wrongShape = await expectDfdetError(model.forward(tensor(new Float32Array(4), [1, 4])), 'RUNTIME_ERROR');
     expect(wrongShape.message).toMatch(/size|shape|mat/i);
-    const nan = await expectCode(model.forward(tensor(new Float32Array([1, Number.NaN, 3]), [1, 3])), 'BAD_INPUT');
+    const nan = await expectDfdetError(model.forward(tensor(new Float32Array([1, Number.NaN, 3]), [1, 3])), 'BAD_INPUT');
     expect(nan.message).toMatch(/NaN/);
-    await expectCode(model.forward(tensor(new Float32Array([1, Infinity, 3]), [1, 3])), 'BAD_INPUT');
-    await expectCode(model.run('nope', []), 'BAD_INPUT');
+    await expectDfdetError(model.forward(tensor(new Float32Array([1, Infinity, 3]), [1, 3])), 'BAD_INPUT');
+    await expectDfdetError(model.run('nope', []), 'BAD_INPUT');
     // The model still works after all of that.
     expect(expectTensor(await model.forward(tensor(new Float32Array(3), [1, 3]))).shape).toEqual([1, 4]);
   });
 
   it('an allocation libtorch cannot satisfy rejects with OUT_OF_MEMORY', async () => {
-    await expectCode(model.run('huge', [tensor(new Float32Array(1), [1])]), 'OUT_OF_MEMORY');
+    await expectDfdetError(model.run('huge', [tensor(new Float32Array(1), [1])]), 'OUT_OF_MEMORY');
   });
 });
 
@@ -289,7 +278,7 @@ describe('concurrency and lifecycle', () => {
     const queued = model.run('slow', [x]);
     const disposed = model.dispose();
     expect(model.disposed).toBe(true);
-    await expectCode(model.run('slow', [x]), 'DISPOSED');
+    await expectDfdetError(model.run('slow', [x]), 'DISPOSED');
     expect(expectTensor(await running).shape).toEqual([]);
     expect(expectTensor(await queued).shape).toEqual([]);
     await disposed;
@@ -447,7 +436,7 @@ describe('files from a newer torch', () => {
     expect(at).toBeGreaterThan(0);
     // Same length: the stored (uncompressed) code entry stays readable (libtorch skips its CRC).
     Buffer.from('torch.relX(x)').copy(zip, at);
-    const err = await expectCode(Model.load(zip), 'MODEL_LOAD_FAILED');
+    const err = await expectDfdetError(Model.load(zip), 'MODEL_LOAD_FAILED');
     expect(err.message).toMatch(/Unknown builtin op: aten::relX/);
     expect(err.message).toMatch(/dfdet convert model\.ckpt/);
   });

@@ -9,6 +9,7 @@ import { pull, sha256FromEtag, type PullProgress } from '../lib/pull';
 import { cacheList, cacheRemove, defaultCacheDir, modelCacheDir, readManifest } from '../lib/cache';
 import { getModel, listModels, loadRegistry, type RegistryEntry, validateRegistry, defaultModel } from '../lib/registry';
 import { isDfdetError } from '../lib/errors';
+import { expectDfdetError } from './helpers/errors';
 
 const sha = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
 
@@ -159,18 +160,6 @@ function entry(name: string, files: string[], extra: Partial<RegistryEntry['file
   };
 }
 
-async function rejects(p: Promise<unknown>, code: string): Promise<Error & { code: string; details?: Record<string, unknown> }> {
-  let err: unknown;
-  try {
-    await p;
-  } catch (e) {
-    err = e;
-  }
-  expect(isDfdetError(err), `expected DfdetError ${code}, got ${String(err)}`).toBe(true);
-  expect((err as { code: string }).code).toBe(code);
-  return err as Error & { code: string };
-}
-
 const fast = { retryDelayMs: 5 };
 
 describe('pull', () => {
@@ -262,7 +251,7 @@ describe('pull', () => {
   it('corrupted bytes → CHECKSUM_MISMATCH, nothing left on disk', async () => {
     const cacheDir = path.join(tmp, 'c4');
     const e = entry('owner/corrupt', ['corrupt.bin']);
-    const err = await rejects(pull(e, { cacheDir, ...fast }), 'CHECKSUM_MISMATCH');
+    const err = await expectDfdetError(pull(e, { cacheDir, ...fast }), 'CHECKSUM_MISMATCH');
     expect(err.message).toContain(sha(FILES['corrupt.bin']!));
     const dir = modelCacheDir(e.name, cacheDir);
     expect(fs.readdirSync(dir)).toEqual([]);
@@ -285,12 +274,12 @@ describe('pull', () => {
   it('registry sha256 wins over the server ETag', async () => {
     const cacheDir = path.join(tmp, 'c5');
     const e = entry('owner/regsha', ['model.ckpt'], [{ sha256: 'a'.repeat(64) }]);
-    await rejects(pull(e, { cacheDir, ...fast }), 'CHECKSUM_MISMATCH');
+    await expectDfdetError(pull(e, { cacheDir, ...fast }), 'CHECKSUM_MISMATCH');
     const ok = entry('owner/regsha2', ['model.ckpt'], [{ sha256: sha(FILES['model.ckpt']!), size: 600_000 }]);
     const r = await pull(ok, { cacheDir, ...fast });
     expect(r.files[0]!.verifiedBy).toBe('registry');
     const wrongSize = entry('owner/regsize', ['model.ckpt'], [{ size: 5 }]);
-    const err = await rejects(pull(wrongSize, { cacheDir, ...fast }), 'DOWNLOAD_FAILED');
+    const err = await expectDfdetError(pull(wrongSize, { cacheDir, ...fast }), 'DOWNLOAD_FAILED');
     expect(err.message).toMatch(/600000 bytes.*registry says 5/);
   });
 
@@ -321,7 +310,7 @@ describe('pull', () => {
       },
       ...fast,
     });
-    await rejects(p, 'ABORTED');
+    await expectDfdetError(p, 'ABORTED');
     const part = path.join(modelCacheDir(e.name, cacheDir), 'slow.bin.part');
     const kept = fs.statSync(part).size;
     expect(kept).toBeGreaterThan(0);
@@ -332,7 +321,7 @@ describe('pull', () => {
     expect(fs.readFileSync(r.files[0]!.path).equals(FILES['slow.bin']!)).toBe(true);
     // An already-aborted signal never touches the network.
     log = [];
-    await rejects(pull(e, { cacheDir, signal: AbortSignal.abort(), force: true }), 'ABORTED');
+    await expectDfdetError(pull(e, { cacheDir, signal: AbortSignal.abort(), force: true }), 'ABORTED');
     expect(log).toEqual([]);
   });
 
@@ -350,7 +339,7 @@ describe('pull', () => {
   it('HTTP 404 → DOWNLOAD_FAILED with status and URL, no retry', async () => {
     const cacheDir = path.join(tmp, 'c8');
     const e = entry('owner/missing', ['nope.bin']);
-    const err = await rejects(pull(e, { cacheDir, ...fast }), 'DOWNLOAD_FAILED');
+    const err = await expectDfdetError(pull(e, { cacheDir, ...fast }), 'DOWNLOAD_FAILED');
     expect(err.message).toMatch(/HTTP 404/);
     expect(err.message).toContain(`${base}/owner/missing/resolve/main/nope.bin`);
     expect(err.details?.status).toBe(404);
@@ -360,7 +349,7 @@ describe('pull', () => {
   it('HTTP 500 is retried a bounded number of times', async () => {
     const cacheDir = path.join(tmp, 'c9');
     const e: RegistryEntry = { ...entry('owner/e500', ['x']), files: [{ name: 'x', url: `${base}/err500` }] };
-    const err = await rejects(pull(e, { cacheDir, retries: 2, retryDelayMs: 1 }), 'DOWNLOAD_FAILED');
+    const err = await expectDfdetError(pull(e, { cacheDir, retries: 2, retryDelayMs: 1 }), 'DOWNLOAD_FAILED');
     expect(err.message).toMatch(/3 attempts.*HTTP 500/);
     expect(log.length).toBe(3);
   });
@@ -377,11 +366,11 @@ describe('pull', () => {
   });
 
   it('validates options and names', async () => {
-    await rejects(pull('no-such-model', { cacheDir: tmp }), 'NOT_FOUND');
-    await rejects(pull(entry('owner/x', ['a']), { cacheDir: tmp, retries: -1 }), 'BAD_INPUT');
-    await rejects(pull(entry('owner/x', ['a']), { cacheDir: tmp, baseUrl: 'ftp://x' }), 'BAD_INPUT');
+    await expectDfdetError(pull('no-such-model', { cacheDir: tmp }), 'NOT_FOUND');
+    await expectDfdetError(pull(entry('owner/x', ['a']), { cacheDir: tmp, retries: -1 }), 'BAD_INPUT');
+    await expectDfdetError(pull(entry('owner/x', ['a']), { cacheDir: tmp, baseUrl: 'ftp://x' }), 'BAD_INPUT');
     const unsafe = { ...entry('owner/x', ['a']), files: [{ name: '../evil', url: `${base}/x` }] };
-    await rejects(pull(unsafe, { cacheDir: tmp }), 'BAD_FORMAT');
+    await expectDfdetError(pull(unsafe, { cacheDir: tmp }), 'BAD_FORMAT');
   });
 });
 

@@ -8,21 +8,10 @@ import { computeMetrics } from '../lib/eval/metrics';
 import { parseCsv } from '../lib/eval/dataset';
 import { curveSvg } from '../lib/eval/plot';
 import { isDfdetError } from '../lib/errors';
+import { rng } from './helpers/random';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dfdet-report-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
-
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Two datasets, several sources, 6 videos per source, 4 frames per video, plus failures. */
 function makePredictions(): Prediction[] {

@@ -8,6 +8,7 @@ import { clipTransform, shortSideResizeSize, CLIP_MEAN, CLIP_STD } from '../lib/
 import { resizeRgb } from '../lib/media/resample';
 import { decodeImage, type RgbImage } from '../lib/media/image';
 import { isDfdetError } from '../lib/errors';
+import { rng } from './helpers/random';
 
 const PY = '/usr/bin/python3';
 const REF = path.join(__dirname, 'python', 'clip_transform_ref.py');
@@ -20,18 +21,6 @@ const pilOk = havePil();
 if (!pilOk) {
   if (process.env.CI) throw new Error(`${PY} with PIL + numpy is required in CI for test/transform.test.ts`);
   console.warn('SKIPPING Pillow reference comparisons: /usr/bin/python3 with PIL + numpy not found');
-}
-
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function synth(w: number, h: number, kind: 'gradient' | 'noise' | 'mixed', seed = 1): Buffer {

@@ -14,6 +14,7 @@ import { defaultMetadata, readDetectorMetadata } from '../lib/detector-model/met
 import { ARCHS } from '../lib/detector-model/arch';
 import { Model, expectTensor } from '../lib/model';
 import { PYTHON, runPython, skipWithoutPython } from './helpers/python';
+import { maxAbsDiff } from './helpers/numeric';
 
 /** Max abs difference tolerated vs the float64 reference for float32 models. */
 const TOL = 1e-4;
@@ -22,14 +23,6 @@ interface RefOut {
   logits: number[][];
   features: number[][];
   matrix_std?: number;
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: number[][]): number {
-  const flat = b.flat();
-  expect(a.length).toBe(flat.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - flat[i]!));
-  return m;
 }
 
 let dir: string;
