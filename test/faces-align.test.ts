@@ -3,7 +3,6 @@
  * sharp landing on DeepfakeBench's template, box mode equal to a direct crop, black padding, and
  * an end-to-end detect -> align -> re-detect on a real photo.
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -13,11 +12,12 @@ import { isDfdetError } from '../lib/errors';
 import type { RgbImage } from '../lib/media/image';
 import { detectFaces, type Face, type Point } from '../lib/faces/blazeface';
 import { cropFace, cropMatrix, deepfakeBenchTemplate, similarityTransform, warpAffine, type Affine } from '../lib/faces/align';
-import { ASTRONAUT, GRACE_HOPPER, PY, REF, loadBlazeFace, loadRgb, pythonHas, requireOrSkip } from './faces-helpers';
+import { ASTRONAUT, BLAZEFACE_REF, GRACE_HOPPER, loadBlazeFace, loadRgb, requireOrSkip } from './faces-helpers';
+import { runPython, runPythonRaw, skipWithoutPython } from './helpers/python';
 
 const FILE = 'test/faces-align.test.ts';
-const haveNumpy = requireOrSkip(pythonHas('numpy'), `${PY} with numpy`, FILE);
-const haveCv = requireOrSkip(pythonHas('cv2', 'numpy'), `${PY} with cv2 (python3-opencv)`, FILE);
+const haveNumpy = !skipWithoutPython('numpy');
+const haveCv = !skipWithoutPython('cv2', 'numpy'); // python3-opencv
 
 let dir: string;
 let astro: RgbImage;
@@ -74,9 +74,7 @@ describe('similarity fit', () => {
     const src: Point[] = [[201.3, 180.2], [262.9, 176.4], [236.1, 215.7], [233.0, 248.8]];
     const dst = deepfakeBenchTemplate(256, 1.3);
     const dst4: Point[] = [dst[0], dst[1], dst[2], [(dst[3][0] + dst[4][0]) / 2, (dst[3][1] + dst[4][1]) / 2]];
-    const r = spawnSync(PY, [REF, 'umeyama', JSON.stringify({ src, dst: dst4 })], { encoding: 'utf8' });
-    expect(r.status, r.stderr).toBe(0);
-    const ref = JSON.parse(r.stdout) as number[];
+    const ref = runPython<number[]>(BLAZEFACE_REF, ['umeyama', JSON.stringify({ src, dst: dst4 })]);
     const m = similarityTransform(src, dst4)!;
     m.forEach((v, i) => expect(Math.abs(v - ref[i])).toBeLessThan(1e-9 * Math.max(1, Math.abs(ref[i]))));
   });
@@ -101,8 +99,7 @@ describe('warp', () => {
     const inFile = path.join(dir, 'astro.rgb');
     const outFile = path.join(dir, 'warp.rgb');
     fs.writeFileSync(inFile, astro.data);
-    const r = spawnSync(PY, [REF, 'warp', inFile, '512', '512', m.join(','), '256', outFile], { encoding: 'utf8' });
-    expect(r.status, r.stderr).toBe(0);
+    runPythonRaw(BLAZEFACE_REF, ['warp', inFile, '512', '512', m.join(','), '256', outFile]);
     const ref = fs.readFileSync(outFile);
     const ours = warpAffine(astro, m, 256, 256);
     let max = 0;

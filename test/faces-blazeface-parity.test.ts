@@ -11,12 +11,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import sharp from 'sharp';
 import type { NativeTensor } from '../binding';
 import { BLAZEFACE_ANCHORS, BLAZEFACE_MODEL_PATH, letterboxGeometry, letterboxInput, letterboxResize } from '../lib/faces/blazeface';
-import { ASTRONAUT, GRACE_HOPPER, PY, REF, blazefaceOnnx, loadBlazeFace, loadRgb, pythonHas, requireOrSkip } from './faces-helpers';
+import { ASTRONAUT, BLAZEFACE_REF, GRACE_HOPPER, blazefaceOnnx, loadBlazeFace, loadRgb, requireOrSkip } from './faces-helpers';
+import { runPythonRaw, skipWithoutPython } from './helpers/python';
 
 const FILE = 'test/faces-blazeface-parity.test.ts';
-const haveCv = requireOrSkip(pythonHas('cv2', 'numpy'), `${PY} with cv2 (python3-opencv) + numpy`, FILE);
+const haveCv = !skipWithoutPython('cv2', 'numpy'); // python3-opencv
 const onnx = haveCv ? blazefaceOnnx() : { path: null, reason: 'no OpenCV' };
-const haveConverter = requireOrSkip(pythonHas('torch', 'onnx'), `${PY} with torch + onnx (python3-torch, python3-onnx)`, FILE);
+const haveConverter = !skipWithoutPython('torch', 'onnx'); // python3-torch, python3-onnx
 const haveOnnx = requireOrSkip(onnx.path !== null, `the original ONNX model (${onnx.reason ?? ''})`, FILE);
 
 /** Tolerances, from measured maxima (logits up to ~1300 in magnitude differ by < 1e-3). */
@@ -48,8 +49,7 @@ describe.skipIf(!haveOnnx)('BlazeFace TorchScript vs ONNX (OpenCV DNN)', () => {
     const small = await Promise.all([astro, grace, wide].map((im) => letterboxResize(im)));
     small.forEach((im, i) => letterboxInput(im, input, i * per, letterboxGeometry([astro, grace, wide][i].width, [astro, grace, wide][i].height)));
     fs.writeFileSync(path.join(dir, 'in.f32'), input);
-    const r = spawnSync(PY, [REF, 'onnx', onnx.path!, path.join(dir, 'in.f32'), String(B), path.join(dir, 'onnx')], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`OpenCV reference failed: ${r.stderr}`);
+    runPythonRaw(BLAZEFACE_REF, ['onnx', onnx.path!, path.join(dir, 'in.f32'), String(B), path.join(dir, 'onnx')]);
     onnxRaw = new Float32Array(fs.readFileSync(path.join(dir, 'onnx.raw.f32')).buffer.slice(0));
     onnxDec = new Float32Array(fs.readFileSync(path.join(dir, 'onnx.dec.f32')).buffer.slice(0));
   });

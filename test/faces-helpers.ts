@@ -13,18 +13,13 @@ import type { RgbImage } from '../lib/media/image';
 import { BLAZEFACE_MODEL_PATH, loadFaceDetector, type TensorRunner } from '../lib/faces/blazeface';
 import { isDfdetError } from '../lib/errors';
 import type { ModelLoadOptions } from '../lib/model';
+import { hasPython, PYTHON } from './helpers/python';
 
-export const PY = '/usr/bin/python3';
-export const REF = path.join(__dirname, 'python', 'blazeface_ref.py');
+/** The Python reference script the BlazeFace tests run. */
+export const BLAZEFACE_REF = 'blazeface_ref.py';
 /** Real photos with one face each (Debian packages python3-imageio and python-matplotlib-data). */
 export const ASTRONAUT = '/usr/lib/python3/dist-packages/imageio/resources/images/astronaut.png';
 export const GRACE_HOPPER = '/usr/share/matplotlib/mpl-data/sample_data/grace_hopper.jpg';
-
-/** True when /usr/bin/python3 imports all `modules`. */
-export function pythonHas(...modules: string[]): boolean {
-  const r = spawnSync(PY, ['-c', modules.map((m) => `import ${m}`).join('; ')], { stdio: 'ignore' });
-  return r.status === 0;
-}
 
 /** Skip with a visible message, or throw in CI where every reference must be present. */
 export function requireOrSkip(ok: boolean, what: string, file: string): boolean {
@@ -90,7 +85,7 @@ class PythonRunner implements TensorRunner {
   private chain: Promise<unknown> = Promise.resolve();
 
   constructor(model: string) {
-    this.proc = spawn(PY, [REF, 'serve', model], { stdio: ['pipe', 'pipe', 'inherit'] });
+    this.proc = spawn(PYTHON, [path.join(__dirname, 'python', BLAZEFACE_REF), 'serve', model], { stdio: ['pipe', 'pipe', 'inherit'] });
     this.proc.stdout.on('data', (d: Buffer) => {
       this.buf = Buffer.concat([this.buf, d]);
       this.waiting?.(this.buf);
@@ -149,6 +144,6 @@ export async function loadBlazeFace(opts: ModelLoadOptions = {}): Promise<{ runn
     if (process.env.CI || !isDfdetError(e, 'NATIVE_LOAD_FAILED')) throw e;
     console.warn(`native addon unavailable (${(e as Error).message}); running BlazeFace through Python torch instead`);
   }
-  if (!pythonHas('torch', 'numpy')) return null;
+  if (!hasPython('torch', 'numpy')) return null;
   return { runner: new PythonRunner(BLAZEFACE_MODEL_PATH), via: 'python torch.jit.load' };
 }

@@ -10,8 +10,7 @@ import { encodeSafetensors, SafetensorsFile } from '../lib/formats/safetensors';
 import { toFloat32 } from '../lib/formats/tensor';
 import { SeededRandom } from '../lib/detector-model/init';
 import { isDfdetError } from '../lib/errors';
-import { PYTHON, skipWithoutPython } from './helpers/python';
-import { spawnSync } from 'node:child_process';
+import { runPythonCode, skipWithoutPython } from './helpers/python';
 
 let dir: string;
 beforeAll(() => {
@@ -89,8 +88,7 @@ describe('safetensors', () => {
 import sys, torch; sys.path.insert(0, ${JSON.stringify(path.join(__dirname, 'python'))})
 from vit_ref import write_safetensors
 write_safetensors(${JSON.stringify(f)}, {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3) / 4, "h": torch.tensor([0.1, -7.0]).half(), "z": torch.tensor([1.5]).bfloat16()})`;
-    const r = spawnSync(PYTHON, ['-c', code], { encoding: 'utf8' });
-    expect(r.status, r.stderr).toBe(0);
+    runPythonCode(code);
     const st = await SafetensorsFile.open(f);
     expect(Array.from(toFloat32(await st.read('w')))).toEqual([0, 0.25, 0.5, 0.75, 1, 1.25]);
     expect(Array.from(toFloat32(await st.read('h')))).toEqual([Math.fround(0.0999755859375), -7]);

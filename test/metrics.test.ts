@@ -1,26 +1,13 @@
 import { describe, it, expect } from 'vitest';
-import { spawnSync } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
 import { auroc, averagePrecision, computeMetrics, prCurve, rocCurve } from '../lib/eval/metrics';
 import { isDfdetError } from '../lib/errors';
 import { rng } from './helpers/random';
+import { runPython, skipWithoutPython } from './helpers/python';
 
-const PY = '/usr/bin/python3';
-const SCRIPT = path.join(__dirname, 'python', 'metrics_ref.py');
 const TOL = 1e-9;
 
-/** Is sklearn importable? Without it: skip visibly, except on CI where it must be there. */
-function haveSklearn(): boolean {
-  if (!fs.existsSync(PY)) return false;
-  const r = spawnSync(PY, ['-c', 'import sklearn, scipy'], { encoding: 'utf8' });
-  return r.status === 0;
-}
-const HAVE_REF = haveSklearn();
-if (!HAVE_REF) {
-  if (process.env.CI) throw new Error(`sklearn reference required on CI: ${PY} cannot import sklearn/scipy`);
-  console.warn('SKIPPED sklearn comparisons: /usr/bin/python3 with sklearn+scipy not available');
-}
+/** sklearn (+ scipy) reference: without it skip visibly, except on CI where it must be there. */
+const HAVE_REF = !skipWithoutPython('sklearn', 'scipy');
 
 interface Case {
   labels: number[];
@@ -38,9 +25,7 @@ interface RefOut {
 }
 
 function reference(cases: Case[]): RefOut[] {
-  const r = spawnSync(PY, [SCRIPT], { input: JSON.stringify({ cases }), encoding: 'utf8', maxBuffer: 1 << 28 });
-  if (r.status !== 0) throw new Error(`metrics_ref.py failed: ${r.stderr}`);
-  return JSON.parse(r.stdout) as RefOut[];
+  return runPython<RefOut[]>('metrics_ref.py', [], { cases });
 }
 
 function makeCases(): { name: string; c: Case }[] {

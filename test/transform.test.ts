@@ -2,26 +2,16 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import sharp from 'sharp';
 import { clipTransform, shortSideResizeSize, CLIP_MEAN, CLIP_STD } from '../lib/media/transform';
 import { resizeRgb } from '../lib/media/resample';
 import { decodeImage, type RgbImage } from '../lib/media/image';
 import { isDfdetError } from '../lib/errors';
 import { rng } from './helpers/random';
+import { runPythonRaw, skipWithoutPython } from './helpers/python';
 
-const PY = '/usr/bin/python3';
-const REF = path.join(__dirname, 'python', 'clip_transform_ref.py');
-
-function havePil(): boolean {
-  const r = spawnSync(PY, ['-c', 'import PIL, numpy'], { encoding: 'utf8' });
-  return r.status === 0;
-}
-const pilOk = havePil();
-if (!pilOk) {
-  if (process.env.CI) throw new Error(`${PY} with PIL + numpy is required in CI for test/transform.test.ts`);
-  console.warn('SKIPPING Pillow reference comparisons: /usr/bin/python3 with PIL + numpy not found');
-}
+/** Pillow + numpy reference: without it skip visibly, except on CI where it must be there. */
+const pilOk = !skipWithoutPython('PIL', 'numpy');
 
 function synth(w: number, h: number, kind: 'gradient' | 'noise' | 'mixed', seed = 1): Buffer {
   const r = rng(seed);
@@ -76,8 +66,7 @@ afterAll(() => {
 
 function reference(files: string[], size: number, filter: string): { u8: Uint8Array; f32: Float32Array } {
   const prefix = path.join(dir, `ref-${filter}-${size}`);
-  const r = spawnSync(PY, [REF, prefix, String(size), filter, ...files], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`reference failed: ${r.stderr}`);
+  runPythonRaw('clip_transform_ref.py', [prefix, String(size), filter, ...files]);
   const u8 = new Uint8Array(fs.readFileSync(`${prefix}.u8`));
   const fb = fs.readFileSync(`${prefix}.f32`);
   const f32 = new Float32Array(fb.buffer.slice(fb.byteOffset, fb.byteOffset + fb.byteLength));

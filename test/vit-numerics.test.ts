@@ -7,13 +7,12 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import { initModel, SeededRandom } from '../lib/detector-model/init';
 import { convertModel } from '../lib/convert';
 import { defaultMetadata, readDetectorMetadata } from '../lib/detector-model/metadata';
 import { ARCHS } from '../lib/detector-model/arch';
 import { Model, expectTensor } from '../lib/model';
-import { PYTHON, runPython, skipWithoutPython } from './helpers/python';
+import { runPython, runPythonCode, skipWithoutPython } from './helpers/python';
 import { maxAbsDiff } from './helpers/numeric';
 
 /** Max abs difference tolerated vs the float64 reference for float32 models. */
@@ -113,8 +112,7 @@ describe.skipIf(skip)('ViT numerics vs the float64 reference', () => {
     const code = `import torch
 m = torch.jit.trace(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2)), torch.zeros(1, 3, 2, 2))
 m.save(${JSON.stringify(f)})`;
-    const r = spawnSync(PYTHON, ['-c', code], { encoding: 'utf8' });
-    expect(r.status, r.stderr).toBe(0);
+    runPythonCode(code);
     const m = await Model.load(f);
     const meta = readDetectorMetadata(m.info);
     await m.dispose();

@@ -31,15 +31,34 @@ export function skipWithoutPython(...modules: string[]): boolean {
   return true;
 }
 
-/** Runs a script from test/python with JSON on stdin; returns its stdout parsed as JSON. */
-export function runPython<T = unknown>(script: string, args: string[] = [], input?: unknown, timeoutMs = 300_000): T {
-  const r = spawnSync(PYTHON, [path.join(__dirname, '..', 'python', script), ...args], {
+/** Runs `PYTHON ...argv` with `input` on stdin; returns stdout, or throws with stderr unless it exits 0. */
+function python(what: string, argv: string[], input: string | undefined, timeoutMs: number): string {
+  const r = spawnSync(PYTHON, argv, {
     encoding: 'utf8',
-    input: input === undefined ? undefined : JSON.stringify(input),
+    input,
     maxBuffer: 1 << 28,
     timeout: timeoutMs,
     env: { ...process.env, OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? '2' },
   });
-  if (r.status !== 0) throw new Error(`${script} failed (${r.status ?? r.signal}): ${r.stderr}`);
-  return JSON.parse(r.stdout) as T;
+  if (r.status !== 0) throw new Error(`${what} failed (${r.status ?? r.signal}): ${r.stderr}`);
+  return r.stdout;
+}
+
+/**
+ * Runs a script from test/python with `args`, and `input` as JSON on stdin when given; returns its
+ * stdout (for scripts that write their results to files or print text).
+ */
+export function runPythonRaw(script: string, args: string[] = [], input?: unknown, timeoutMs = 300_000): string {
+  const stdin = input === undefined ? undefined : JSON.stringify(input);
+  return python(script, [path.join(__dirname, '..', 'python', script), ...args], stdin, timeoutMs);
+}
+
+/** Runs a script from test/python with JSON on stdin; returns its stdout parsed as JSON. */
+export function runPython<T = unknown>(script: string, args: string[] = [], input?: unknown, timeoutMs = 300_000): T {
+  return JSON.parse(runPythonRaw(script, args, input, timeoutMs)) as T;
+}
+
+/** Runs a snippet of Python source (`python -c`); returns its stdout. */
+export function runPythonCode(code: string, timeoutMs = 300_000): string {
+  return python('python -c', ['-c', code], undefined, timeoutMs);
 }
