@@ -10,14 +10,10 @@ import type { NativeModelInfo } from '../../binding';
 import { DfdetError } from '../errors';
 import { METADATA_FILE } from '../model';
 import { packageRoot } from '../native';
+import { CLIP_MEAN, CLIP_STD } from '../media/transform';
 import { ARCHS, type HeadKind, type VitArch } from './arch';
 
 export { METADATA_FILE };
-
-/** CLIP's normalisation constants (RGB). */
-export const CLIP_MEAN: readonly [number, number, number] = [0.48145466, 0.4578275, 0.40821073];
-/** CLIP's normalisation constants (RGB). */
-export const CLIP_STD: readonly [number, number, number] = [0.26862954, 0.26130258, 0.27577711];
 
 /** Where a model file's weights came from. */
 export interface DetectorSource {
