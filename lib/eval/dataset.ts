@@ -16,11 +16,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DfdetError, invalidParameter } from '../errors';
-
-/** Image file extensions (lower case, without dot). */
-export const IMAGE_EXTENSIONS: readonly string[] = ['png', 'jpg', 'jpeg', 'webp', 'bmp', 'tif', 'tiff', 'gif', 'avif'];
-/** Video file extensions (lower case, without dot). */
-export const VIDEO_EXTENSIONS: readonly string[] = ['mp4', 'avi', 'mov', 'mkv', 'webm', 'm4v', 'mpg', 'mpeg', 'wmv', 'flv'];
+import { IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, mediaKindFromPath } from '../media/kind';
 
 /** One image or video to score. */
 export interface DatasetItem {
@@ -48,12 +44,10 @@ export interface ScanOptions {
   kinds?: ReadonlyArray<'image' | 'video'>;
 }
 
-/** Media kind from a file name, or null when it is neither. */
+/** Media kind from a file name (by extension, the same lists as the rest of dfdet), or null when it is neither. */
 export function mediaKind(file: string): 'image' | 'video' | null {
-  const ext = path.extname(file).slice(1).toLowerCase();
-  if (IMAGE_EXTENSIONS.includes(ext)) return 'image';
-  if (VIDEO_EXTENSIONS.includes(ext)) return 'video';
-  return null;
+  const kind = mediaKindFromPath(file);
+  return kind === 'unknown' ? null : kind;
 }
 
 /** Label of a source/folder name in the paper layout: contains `real` → 0, else 1. */
@@ -96,34 +90,17 @@ function itemFromRelative(root: string, rel: string): DatasetItem {
   const file = parts[parts.length - 1]!;
   const kind = mediaKind(file)!;
   const abs = path.join(root, ...parts);
-  if (parts.length >= 4) {
+  const frame = kind === 'video' ? null : stem(file);
+  if (parts.length >= 3) {
+    // Paper layout; at depth 3 the file is a one-item video of its own.
     const source = parts[1]!;
-    return {
-      path: abs,
-      dataset: parts[0]!,
-      source,
-      video: parts.slice(2, -1).join('/'),
-      frame: kind === 'video' ? null : stem(file),
-      label: labelFromSource(source),
-      kind,
-    };
-  }
-  if (parts.length === 3) {
-    const source = parts[1]!;
-    return {
-      path: abs,
-      dataset: parts[0]!,
-      source,
-      video: stem(file),
-      frame: kind === 'video' ? null : stem(file),
-      label: labelFromSource(source),
-      kind,
-    };
+    const video = parts.length >= 4 ? parts.slice(2, -1).join('/') : stem(file);
+    return { path: abs, dataset: parts[0]!, source, video, frame, label: labelFromSource(source), kind };
   }
   const dataset = path.basename(root);
   const folder = parts.length === 2 ? parts[0]! : '';
   const label = /real/i.test(folder) ? 0 : /fake/i.test(folder) ? 1 : null;
-  return { path: abs, dataset, source: folder, video: stem(file), frame: kind === 'video' ? null : stem(file), label, kind };
+  return { path: abs, dataset, source: folder, video: stem(file), frame, label, kind };
 }
 
 /** Parse CSV text (RFC 4180 quotes, CRLF or LF) into rows of fields with their 1-based line numbers. */
