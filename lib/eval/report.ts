@@ -37,17 +37,8 @@ export interface Prediction {
   error?: string;
 }
 
-/** A {@link Prediction} with its defaults filled in. */
-export interface NormalizedPrediction {
-  path: string;
-  dataset: string;
-  source: string;
-  video: string;
-  frame: string | null;
-  label: 0 | 1 | null;
-  pFake: number | null;
-  error?: string;
-}
+/** A {@link Prediction} with its defaults filled in (every field but `error` present). */
+export type NormalizedPrediction = Required<Omit<Prediction, 'error'>> & Pick<Prediction, 'error'>;
 
 /** A video-level score. */
 export interface VideoScore {
