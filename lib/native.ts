@@ -47,7 +47,7 @@ function nativeLoadMessage(e: unknown, override: string | undefined): string {
   const platform = `${process.platform}-${process.arch}, Node ${process.version} (N-API ${process.versions.napi})`;
   const tried = override
     ? [override]
-    : [path.join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`), path.join(packageRoot, 'build', 'Release')];
+    : [path.join(packageRoot, 'build', 'Release'), path.join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`)];
   const libtorch =
     process.env.LIBTORCH ?? process.env.Torch_DIR ??
     (fs.existsSync('/usr/lib/x86_64-linux-gnu/cmake/Torch/TorchConfig.cmake') ? 'system libtorch-dev found' : 'no libtorch found');

@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 
+import { native } from '../native';
 import { initModel } from '../detector-model/init';
 import type { ArchName } from '../detector-model/arch';
 
@@ -185,7 +186,7 @@ export class PyForwardServer {
 
   /** Starts the server on `model` with the raw float32 `input` file of items of `itemShape`. */
   static async start(ctx: BenchContext, model: string, input: string, itemShape: number[], threads: number): Promise<PyForwardServer> {
-    const child = spawn(ctx.python, [pythonScript('forward.py'), JSON.stringify({ model, input, item_shape: itemShape, threads })], {
+    const child = spawn(ctx.python, [pythonScript('forward.py'), JSON.stringify({ model, input, item_shape: itemShape, threads, jit_profiling: native().runtimeInfo().jitProfiling })], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     const stderr = { tail: '' };

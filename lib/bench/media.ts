@@ -51,21 +51,6 @@ export interface MediaBenchOptions {
   videoSeconds?: number;
 }
 
-/**
- * The bundled BlazeFace file. BLAZEFACE_MODEL_PATH is right from lib/faces; from dist/lib/faces it
- * points into dist/, so look above this file as well.
- */
-function blazefacePath(): string {
-  if (fs.existsSync(BLAZEFACE_MODEL_PATH)) return BLAZEFACE_MODEL_PATH;
-  let dir = __dirname;
-  for (let i = 0; i < 5; i++) {
-    const p = path.join(dir, 'models', 'blazeface', path.basename(BLAZEFACE_MODEL_PATH));
-    if (fs.existsSync(p)) return p;
-    dir = path.dirname(dir);
-  }
-  return BLAZEFACE_MODEL_PATH;
-}
-
 /** A Debian sample photo: the known path, else asked from dpkg. */
 function findPhoto(): string | undefined {
   if (process.env.DFDET_BENCH_PHOTO) return process.env.DFDET_BENCH_PHOTO;
@@ -117,7 +102,7 @@ async function toFrame(img: RgbImage, width: number, height: number): Promise<Rg
 async function benchDetection(ctx: BenchContext, frame: RgbImage, seconds: number): Promise<BenchResult[]> {
   const results: BenchResult[] = [];
   const defaultThreads = native().runtimeInfo().threads;
-  const model = await Model.load(blazefacePath());
+  const model = await Model.load(BLAZEFACE_MODEL_PATH);
   const S = BLAZEFACE_INPUT_SIZE;
   const per = 3 * S * S;
   const frames8 = Array.from({ length: 8 }, () => frame);
@@ -135,7 +120,7 @@ async function benchDetection(ctx: BenchContext, frame: RgbImage, seconds: numbe
     for (const threads of threadCounts) {
       setThreads(threads);
       ctx.log(`media: face detection, ${threads} thread(s)`);
-      const py = why ? undefined : await PyForwardServer.start(ctx, blazefacePath(), inputFile, [3, S, S], threads);
+      const py = why ? undefined : await PyForwardServer.start(ctx, BLAZEFACE_MODEL_PATH, inputFile, [3, S, S], threads);
       try {
         for (const b of [1, 8]) {
           const imgs = b === 1 ? [frame] : frames8;
@@ -261,7 +246,7 @@ export async function benchMedia(ctx: BenchContext, opts: MediaBenchOptions = {}
   const results = await benchDetection(ctx, frame, seconds);
   results.push(...(await benchVideo(ctx, opts.videoRounds ?? (ctx.quick ? 1 : 3), opts.videoSeconds ?? (ctx.quick ? 2 : 10))));
 
-  const model = await Model.load(blazefacePath());
+  const model = await Model.load(BLAZEFACE_MODEL_PATH);
   let face: Face | undefined;
   try {
     face = (await detectFaces(model, [img], { maxFaces: 1 }))[0]![0];

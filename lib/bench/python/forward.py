@@ -2,7 +2,7 @@
 thread count, run by PyTorch itself (torch.jit.load + torch.inference_mode).
 
 A small server, so the benchmark can interleave PyTorch runs with the addon's:
-usage: forward.py '{"model": PATH, "input": RAW_FLOAT32_FILE, "item_shape": [3, 224, 224], "threads": 2}'
+usage: forward.py '{"model": PATH, "input": RAW_FLOAT32_FILE, "item_shape": [3, 224, 224], "threads": 2, "jit_profiling": false}'
   prints {"torch", "threads", "load_s"} once loaded; then for each stdin line
   {"batch": B, "warmup": W, "iters": N} prints {"batch", "times": [s, ...], "output": [...]}
   ("output": the first output tensor of the last timed run, flattened, first 64 values, for a
@@ -29,6 +29,11 @@ def first_tensor(v):
 def main():
     a = json.loads(sys.argv[1])
     torch.set_num_threads(int(a["threads"]))
+    # Same TorchScript executor as the addon (dfdet turns the profiling executor off by default),
+    # so both sides run the same graphs and neither pays the other's warm-up.
+    if not a.get("jit_profiling", True):
+        torch._C._jit_set_profiling_executor(False)
+        torch._C._jit_set_profiling_mode(False)
     item = [int(d) for d in a["item_shape"]]
     per = int(np.prod(item))
     data = np.fromfile(a["input"], dtype=np.float32)
