@@ -5,8 +5,9 @@
  * Every field is validated; any violation is a DfdetError BAD_FORMAT.
  */
 
-import * as fs from 'node:fs';
+import type * as fs from 'node:fs';
 import { DfdetError } from '../errors';
+import { openFileWith, readExactly } from './file';
 import { DTYPE_SIZE, numel, type RawDType, type RawTensor, type TensorMeta, type TensorSource, validShape } from './tensor';
 
 /** Largest header accepted (the reference implementation uses the same 100 MB bound). */
@@ -131,32 +132,22 @@ export class SafetensorsFile implements TensorSource {
 
   /** Open and validate `path`. Throws NOT_FOUND when missing, BAD_FORMAT when malformed. */
   static async open(path: string): Promise<SafetensorsFile> {
-    let handle: fs.promises.FileHandle;
-    try {
-      handle = await fs.promises.open(path, 'r');
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'NOT_FOUND' : 'BAD_FORMAT';
-      throw new DfdetError(code, `Cannot open ${path}: ${(e as Error).message}`, { cause: e, details: { file: path } });
-    }
-    try {
+    return openFileWith(path, async (handle) => {
       const { size } = await handle.stat();
       if (size < 8) bad(path, `file is ${size} bytes, shorter than the 8-byte header length`);
       const head = Buffer.alloc(8);
-      await readExactly(handle, head, 0);
+      await readExactly(handle, head, 0, truncated);
       const len = head.readBigUInt64LE(0);
       if (len < 2n || len > BigInt(MAX_HEADER_BYTES)) bad(path, `header length ${len} is out of range (2..${MAX_HEADER_BYTES})`);
       const headerLength = Number(len);
       if (8 + headerLength > size) bad(path, `header length ${headerLength} exceeds the file size ${size}`);
       const jsonBytes = Buffer.alloc(headerLength);
-      await readExactly(handle, jsonBytes, 8);
+      await readExactly(handle, jsonBytes, 8, truncated);
       if (jsonBytes[0] !== 0x7b) bad(path, 'header does not start with "{"');
       const json = new TextDecoder('utf-8', { fatal: false }).decode(jsonBytes);
       const header = parseSafetensorsHeader(json, headerLength, size, path);
       return new SafetensorsFile(path, handle, header);
-    } catch (e) {
-      await handle.close().catch(() => undefined);
-      throw e;
-    }
+    });
   }
 
   /** The `__metadata__` map. */
@@ -178,7 +169,7 @@ export class SafetensorsFile implements TensorSource {
     if (!e) throw new DfdetError('BAD_WEIGHTS', `No tensor ${JSON.stringify(key)} in ${this.path}`, { details: { key, file: this.path } });
     if (!this.handle) throw new DfdetError('DISPOSED', `${this.path} is closed`);
     const bytes = new Uint8Array(e.byteLength);
-    await readExactly(this.handle, bytes, e.offset);
+    await readExactly(this.handle, bytes, e.offset, truncated);
     return { dtype: e.dtype, shape: [...e.shape], bytes };
   }
 
@@ -189,15 +180,9 @@ export class SafetensorsFile implements TensorSource {
   }
 }
 
-async function readExactly(handle: fs.promises.FileHandle, into: Uint8Array, position: number): Promise<void> {
-  let done = 0;
-  while (done < into.byteLength) {
-    const { bytesRead } = await handle.read(into, done, into.byteLength - done, position + done);
-    if (bytesRead === 0) {
-      throw new DfdetError('BAD_FORMAT', `Unexpected end of file at offset ${position + done}`);
-    }
-    done += bytesRead;
-  }
+/** The BAD_FORMAT error of a file that ends before the bytes its header promises. */
+function truncated(offset: number): never {
+  throw new DfdetError('BAD_FORMAT', `Unexpected end of file at offset ${offset}`);
 }
 
 /** A tensor to write: raw little-endian bytes or a typed array matching `dtype`. */

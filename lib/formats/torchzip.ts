@@ -11,6 +11,7 @@
 import * as fs from 'node:fs';
 import * as zlib from 'node:zlib';
 import { DfdetError } from '../errors';
+import { openFileWith, readExactly } from './file';
 import { isTuple, PickleGlobal, PickleObject, type PickleValue, unpickle } from './pickle';
 import { DTYPE_SIZE, numel, type RawDType, type RawTensor, type TensorMeta, type TensorSource, validShape } from './tensor';
 
@@ -45,33 +46,18 @@ export class ZipReader {
 
   /** Open `path` and parse its central directory (zip64 aware). */
   static async open(path: string): Promise<ZipReader> {
-    let handle: fs.promises.FileHandle;
-    try {
-      handle = await fs.promises.open(path, 'r');
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'NOT_FOUND' : 'BAD_FORMAT';
-      throw new DfdetError(code, `Cannot open ${path}: ${(e as Error).message}`, { cause: e, details: { file: path } });
-    }
-    try {
+    return openFileWith(path, async (handle) => {
       const { size } = await handle.stat();
       const entries = await readCentralDirectory(handle, size, path);
       return new ZipReader(path, handle, size, entries);
-    } catch (e) {
-      await handle.close().catch(() => undefined);
-      throw e;
-    }
+    });
   }
 
   private async readAt(position: number, length: number): Promise<Uint8Array> {
     if (!this.handle) throw new DfdetError('DISPOSED', `${this.path} is closed`);
     if (position < 0 || length < 0 || position + length > this.size) bad(this.path, `range ${position}+${length} is outside the file`);
     const buf = new Uint8Array(length);
-    let done = 0;
-    while (done < length) {
-      const { bytesRead } = await this.handle.read(buf, done, length - done, position + done);
-      if (bytesRead === 0) bad(this.path, 'unexpected end of file');
-      done += bytesRead;
-    }
+    await readExactly(this.handle, buf, position, () => bad(this.path, 'unexpected end of file'));
     return buf;
   }
 
