@@ -29,8 +29,6 @@ interface Pending {
   input: Float32Array;
   resolve: (row: Float32Array) => void;
   reject: (e: unknown) => void;
-  signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
 }
 
 /**
@@ -62,25 +60,51 @@ export class Batcher {
 
   /** Queues one item; resolves with its output row. */
   submit(input: Float32Array, signal?: AbortSignal): Promise<Float32Array> {
+    return this.submitAll([input], signal).then((rows) => rows[0]!);
+  }
+
+  /**
+   * Queues several items of one caller (they may land in different batches); resolves with their
+   * rows in order. One abort listener for the group, however many items it has.
+   */
+  submitAll(inputs: readonly Float32Array[], signal?: AbortSignal): Promise<Float32Array[]> {
     if (this.#closed) return Promise.reject(new DfdetError('DISPOSED', 'the detector was disposed'));
-    if (input.length !== this.#itemSize)
-      return Promise.reject(new DfdetError('BAD_INPUT', `Expected ${this.#itemSize} values for a batch item but received ${input.length}`));
+    const wrong = inputs.find((x) => x.length !== this.#itemSize);
+    if (wrong) return Promise.reject(new DfdetError('BAD_INPUT', `Expected ${this.#itemSize} values for a batch item but received ${wrong.length}`));
     if (signal?.aborted) return Promise.reject(new DfdetError('ABORTED', 'aborted', { cause: signal.reason }));
-    return new Promise<Float32Array>((resolve, reject) => {
-      const p: Pending = { input, resolve, reject, signal, onAbort: undefined };
-      if (signal) {
-        p.onAbort = () => {
+    if (inputs.length === 0) return Promise.resolve([]);
+    const group = inputs.map(
+      (input) =>
+        new Promise<Float32Array>((resolve, reject) => {
+          this.#queue.push({ input, resolve, reject });
+        }),
+    );
+    const mine = this.#queue.slice(-inputs.length);
+    let onAbort: (() => void) | undefined;
+    if (signal) {
+      onAbort = () => {
+        // Items already in a running batch finish; those still queued leave the queue now.
+        const err = new DfdetError('ABORTED', 'aborted', { cause: signal.reason });
+        for (const p of mine) {
           const i = this.#queue.indexOf(p);
           if (i >= 0) {
             this.#queue.splice(i, 1);
-            reject(new DfdetError('ABORTED', 'aborted', { cause: signal.reason }));
+            p.reject(err);
           }
-        };
-        signal.addEventListener('abort', p.onAbort, { once: true });
-      }
-      this.#queue.push(p);
-      this.#schedule();
-    });
+        }
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+    }
+    this.#schedule();
+    const all = Promise.all(group);
+    if (signal && onAbort) {
+      const off = onAbort;
+      void all.then(
+        () => signal.removeEventListener('abort', off),
+        () => signal.removeEventListener('abort', off),
+      );
+    }
+    return all;
   }
 
   /** Items waiting (not yet in a running batch). */
@@ -111,7 +135,6 @@ export class Batcher {
   }
 
   async #run(batch: Pending[]): Promise<void> {
-    for (const p of batch) if (p.signal && p.onAbort) p.signal.removeEventListener('abort', p.onAbort);
     const n = batch.length;
     const data = new Float32Array(n * this.#itemSize);
     batch.forEach((p, i) => data.set(p.input, i * this.#itemSize));

@@ -479,7 +479,10 @@ export class Detector {
     const size = m.size;
     const tensor = clipTransform(crops, { size, mean: m.mean as [number, number, number], std: m.std as [number, number, number], interpolation: m.interpolation });
     const item = 3 * size * size;
-    const rows = await Promise.all(faces.map((_, i) => batcher.submit(tensor.data.subarray(i * item, (i + 1) * item), signal)));
+    const rows = await batcher.submitAll(
+      faces.map((_, i) => tensor.data.subarray(i * item, (i + 1) * item)),
+      signal,
+    );
     const scored: Scored[] = faces.map((f, i) => ({ row: rows[i]!, face: f.face, frame: f.frame }));
     const t3 = performance.now();
     return { scored, meta, tracks, mainId, partial, timings: { decodeMs: t1 - t0, facesMs: t2 - t1, scoreMs: t3 - t2 } };
