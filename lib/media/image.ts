@@ -3,8 +3,8 @@
  * frame, ...) becomes an 8-bit sRGB image, EXIF orientation applied, alpha composited away.
  */
 import sharp from 'sharp';
-import * as fs from 'node:fs';
 import { DfdetError, invalidParameter } from '../errors';
+import { checkMediaFile } from './file';
 
 /** An 8-bit RGB image: `width * height * 3` bytes, rows top to bottom, pixels interleaved R,G,B (HWC). */
 export interface RgbImage {
@@ -96,14 +96,7 @@ export async function decodeImage(
 
   let src: string | Buffer;
   if (typeof input === 'string') {
-    let st: fs.Stats;
-    try {
-      st = await fs.promises.stat(input);
-    } catch (e) {
-      throw new DfdetError('NOT_FOUND', `Image file not found: ${input}`, { cause: e, details: { path: input } });
-    }
-    if (!st.isFile()) throw new DfdetError('DECODE_FAILED', `Not a regular file: ${input}`, { details: { path: input } });
-    if (st.size === 0) throw new DfdetError('DECODE_FAILED', `Image file is empty (0 bytes): ${input}`, { details: { path: input } });
+    await checkMediaFile(input, 'Image');
     src = input;
   } else if (Buffer.isBuffer(input)) {
     src = input;

@@ -16,6 +16,7 @@ import * as path from 'node:path';
 import { DfdetError, invalidParameter } from '../errors';
 import type { RgbImage } from './image';
 import { DEFAULT_MAX_PIXELS } from './image';
+import { checkMediaFile } from './file';
 
 /** What {@link probeVideo} finds out about the first video stream. */
 export interface VideoProbe {
@@ -196,17 +197,6 @@ function checkTimeout(name: string, v: unknown): void {
   if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) invalidParameter(name, 'a positive finite number of milliseconds', v);
 }
 
-async function checkFile(file: string): Promise<void> {
-  let st: fs.Stats;
-  try {
-    st = await fs.promises.stat(file);
-  } catch (e) {
-    throw new DfdetError('NOT_FOUND', `Video file not found: ${file}`, { cause: e, details: { path: file } });
-  }
-  if (!st.isFile()) throw new DfdetError('DECODE_FAILED', `Not a regular file: ${file}`, { details: { path: file } });
-  if (st.size === 0) throw new DfdetError('DECODE_FAILED', `Video file is empty (0 bytes): ${file}`, { details: { path: file } });
-}
-
 function rate(s: unknown): number {
   if (typeof s !== 'string') return 0;
   const [n, d] = s.split('/').map(Number);
@@ -238,7 +228,7 @@ export async function probeVideo(file: string, opts: ProbeOptions = {}): Promise
   if (typeof file !== 'string' || file === '') invalidParameter('file', 'a non-empty path string', file);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
   checkTimeout('timeoutMs', timeoutMs);
-  await checkFile(file);
+  await checkMediaFile(file, 'Video');
   const deadline = Date.now() + timeoutMs;
   const res = await runTool(
     ffprobePath(),
