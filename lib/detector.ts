@@ -14,7 +14,7 @@ import { Batcher, type BatchStats } from './batcher';
 import { readDetectorMetadata, type DetectorMetadata } from './detector-model/metadata';
 import { DfdetError, invalidParameter, isDfdetError, type ErrorCode } from './errors';
 import { cropFace } from './faces/align';
-import { detectFaces, loadFaceDetector, type Face } from './faces/blazeface';
+import { detectFaces, loadFaceDetector, type Face, type FaceBox } from './faces/blazeface';
 import { mainTrack, trackFaces, type FaceTrack } from './faces/track';
 import { resolveInput, type DetectInput, type MediaSource } from './inputs';
 import { decodeImage, type RgbImage } from './media/image';
@@ -80,13 +80,8 @@ export interface DetectCallOptions {
   signal?: AbortSignal;
 }
 
-/** A face box in source pixels. */
-export interface Box {
-  x: number;
-  y: number;
-  width: number;
-  height: number;
-}
+/** A face box in source pixels (the face detector's box). */
+export type Box = FaceBox;
 
 /** One scored face. */
 export interface FaceResult {
