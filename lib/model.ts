@@ -79,6 +79,12 @@ export class Model {
     if (options.threads !== undefined) setThreads(options.threads);
     if (typeof source === 'string' && !fs.existsSync(source)) throw new DfdetError('NOT_FOUND', `model file not found: ${source}`);
     const b = native();
+    const torchVersion = b.runtimeInfo().torchVersion;
+    if (dtype === 'float16' && device === 'cpu' && torchVersion.startsWith('1.'))
+      throw new DfdetError(
+        'UNSUPPORTED',
+        `float16 on CPU is not supported by libtorch ${torchVersion} (no half-precision matmul): use float32, or float16 on a CUDA device`,
+      );
     try {
       const m = await b.NativeModel.load(source, {
         device,
@@ -90,7 +96,7 @@ export class Model {
     } catch (e) {
       const where = typeof source === 'string' ? source : `${source.byteLength} bytes`;
       const err = wrapNativeError(e, `cannot load model from ${where}`);
-      throw newerTorchHint(err, b.runtimeInfo().torchVersion);
+      throw newerTorchHint(err, torchVersion);
     }
   }
 

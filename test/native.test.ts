@@ -121,6 +121,21 @@ describe('built modules', () => {
     await Promise.all([plain.dispose(), fromBytes.dispose(), optimized.dispose()]);
   });
 
+  it('loads in bfloat16 (outputs widened to float32); float16 on a CPU libtorch 1.x is UNSUPPORTED', async () => {
+    const file = path.join(dir, 'linear-bf16.pt');
+    const { w, b } = await buildLinear(file);
+    const model = await Model.load(file, { dtype: 'bfloat16' });
+    expect(model.info.dtype).toBe('bfloat16');
+    expect(model.info.parameterBytes).toBe(32);
+    const x = new Float32Array([0.3, -1.2, 2.5]);
+    const y = expectTensor(await model.forward(tensor(x, [1, 3])));
+    expect(y.dtype).toBe('float32');
+    // bfloat16 keeps 8 significant bits: relative error below 2^-7 per rounding, a few roundings.
+    matmulRef(x, 1, w, b).forEach((r, i) => expect(Math.abs((y.data[i] as number) - r)).toBeLessThan(0.05 * Math.max(1, Math.abs(r))));
+    await model.dispose();
+    if (native().runtimeInfo().torchVersion.startsWith('1.')) await expectDfdetError(Model.load(file, { dtype: 'float16' }), 'UNSUPPORTED');
+  });
+
   it('rejects malformed build specs and TorchScript compile errors with BAD_INPUT', async () => {
     const out = path.join(dir, 'bad.pt');
     await expectDfdetError(buildModule({ className: 'Bad', source: 'def forward(self, x):\n    return torch.nope(x)\n' }, out), 'BAD_INPUT');
