@@ -184,9 +184,13 @@ export class PyForwardServer {
     readonly info: { torch: string; threads: number; load_s: number },
   ) {}
 
-  /** Starts the server on `model` with the raw float32 `input` file of items of `itemShape`. */
-  static async start(ctx: BenchContext, model: string, input: string, itemShape: number[], threads: number): Promise<PyForwardServer> {
-    const child = spawn(ctx.python, [pythonScript('forward.py'), JSON.stringify({ model, input, item_shape: itemShape, threads, jit_profiling: native().runtimeInfo().jitProfiling })], {
+  /**
+   * Starts the server on `model` with the raw float32 `input` file of items of `itemShape`;
+   * `optimize` freezes + optimizes the module as `Model.load({optimize: true})` does.
+   */
+  static async start(ctx: BenchContext, model: string, input: string, itemShape: number[], threads: number, optimize = false): Promise<PyForwardServer> {
+    const args = { model, input, item_shape: itemShape, threads, optimize, jit_profiling: native().runtimeInfo().jitProfiling };
+    const child = spawn(ctx.python, [pythonScript('forward.py'), JSON.stringify(args)], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     const stderr = { tail: '' };

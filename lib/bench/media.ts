@@ -11,11 +11,11 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 
 import { cropFace } from '../faces/align';
-import { BLAZEFACE_INPUT_SIZE, BLAZEFACE_MODEL_PATH, detectFaces, type Face, letterboxInput } from '../faces/blazeface';
+import { BLAZEFACE_INPUT_SIZE, BLAZEFACE_MODEL_PATH, detectFaces, type Face, letterboxInput, loadFaceDetector } from '../faces/blazeface';
 import { decodeImage, type RgbImage } from '../media/image';
 import { CLIP_MEAN, CLIP_STD, clipTransform } from '../media/transform';
 import { sampleFrames } from '../media/video';
-import { Model, setThreads } from '../model';
+import { setThreads } from '../model';
 import { native } from '../native';
 import {
   type BenchContext,
@@ -102,7 +102,8 @@ async function toFrame(img: RgbImage, width: number, height: number): Promise<Rg
 async function benchDetection(ctx: BenchContext, frame: RgbImage, seconds: number): Promise<BenchResult[]> {
   const results: BenchResult[] = [];
   const defaultThreads = native().runtimeInfo().threads;
-  const model = await Model.load(BLAZEFACE_MODEL_PATH);
+  // As the Detector loads it: frozen + optimize_for_inference.
+  const model = await loadFaceDetector();
   const S = BLAZEFACE_INPUT_SIZE;
   const per = 3 * S * S;
   const frames8 = Array.from({ length: 8 }, () => frame);
@@ -120,7 +121,7 @@ async function benchDetection(ctx: BenchContext, frame: RgbImage, seconds: numbe
     for (const threads of threadCounts) {
       setThreads(threads);
       ctx.log(`media: face detection, ${threads} thread(s)`);
-      const py = why ? undefined : await PyForwardServer.start(ctx, BLAZEFACE_MODEL_PATH, inputFile, [3, S, S], threads);
+      const py = why ? undefined : await PyForwardServer.start(ctx, BLAZEFACE_MODEL_PATH, inputFile, [3, S, S], threads, true);
       try {
         for (const b of [1, 8]) {
           const imgs = b === 1 ? [frame] : frames8;
@@ -246,7 +247,7 @@ export async function benchMedia(ctx: BenchContext, opts: MediaBenchOptions = {}
   const results = await benchDetection(ctx, frame, seconds);
   results.push(...(await benchVideo(ctx, opts.videoRounds ?? (ctx.quick ? 1 : 3), opts.videoSeconds ?? (ctx.quick ? 2 : 10))));
 
-  const model = await Model.load(BLAZEFACE_MODEL_PATH);
+  const model = await loadFaceDetector();
   let face: Face | undefined;
   try {
     face = (await detectFaces(model, [img], { maxFaces: 1 }))[0]![0];

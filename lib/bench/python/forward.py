@@ -2,7 +2,7 @@
 thread count, run by PyTorch itself (torch.jit.load + torch.inference_mode).
 
 A small server, so the benchmark can interleave PyTorch runs with the addon's:
-usage: forward.py '{"model": PATH, "input": RAW_FLOAT32_FILE, "item_shape": [3, 224, 224], "threads": 2, "jit_profiling": false}'
+usage: forward.py '{"model": PATH, "input": RAW_FLOAT32_FILE, "item_shape": [3, 224, 224], "threads": 2, "optimize": false, "jit_profiling": false}'
   prints {"torch", "threads", "load_s"} once loaded; then for each stdin line
   {"batch": B, "warmup": W, "iters": N} prints {"batch", "times": [s, ...], "output": [...]}
   ("output": the first output tensor of the last timed run, flattened, first 64 values, for a
@@ -40,6 +40,8 @@ def main():
     t0 = time.perf_counter()
     model = torch.jit.load(a["model"], map_location="cpu")
     model.eval()
+    if a.get("optimize", False):
+        model = torch.jit.optimize_for_inference(torch.jit.freeze(model))
     load_s = time.perf_counter() - t0
     print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "load_s": load_s}), flush=True)
     for line in sys.stdin:
