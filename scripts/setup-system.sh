@@ -44,6 +44,7 @@ blas_ok=1
 # OpenBLAS copies (one with its own pthread pool) end up in the process.
 blas_libs=(libblas.so.3 liblapack.so.3 libopenblas.so.0)
 for lib in "${blas_libs[@]}"; do
+  [ -e "/usr/lib/$triplet/$lib" ] || continue  # not installed yet, or not an alternative here
   cur=$(readlink -f "/usr/lib/$triplet/$lib" 2>/dev/null || true)
   case "$cur" in "$omp_dir"/*) ;; *) blas_ok=0 ;; esac
 done
@@ -78,6 +79,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 for lib in "${blas_libs[@]}"; do
+  update-alternatives --list "$lib-$triplet" >/dev/null 2>&1 || continue
   $SUDO update-alternatives --set "$lib-$triplet" "$omp_dir/$lib" >/dev/null
 done
 echo "system dependencies: ok ($arch; BLAS -> $(readlink -f /usr/lib/$triplet/libblas.so.3))"
