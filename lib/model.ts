@@ -5,6 +5,7 @@
  * block a libuv thread.
  */
 import * as fs from 'node:fs';
+import { markAsUntransferable } from 'node:worker_threads';
 
 import type {
   NativeBuildOptions,
@@ -78,6 +79,7 @@ export class Model {
     if (!DTYPES.includes(dtype)) invalidParameter('dtype', DTYPES.join(', '), dtype);
     if (options.threads !== undefined) setThreads(options.threads);
     if (typeof source === 'string' && !fs.existsSync(source)) throw new DfdetError('NOT_FOUND', `model file not found: ${source}`);
+    if (typeof source !== 'string' && source.buffer instanceof ArrayBuffer) markAsUntransferable(source.buffer);
     const b = native();
     const torchVersion = b.runtimeInfo().torchVersion;
     if (dtype === 'float16' && device === 'cpu' && torchVersion.startsWith('1.'))
@@ -117,7 +119,9 @@ export class Model {
 
   /**
    * Runs `method` (default export names: 'forward', 'features', 'head', ...) on the inputs.
-   * Inputs are used in place: a method that mutates its input mutates your array.
+   * Inputs are used in place (no copy): a method that mutates its input mutates your array. Their
+   * ArrayBuffers are marked untransferable (worker_threads.markAsUntransferable), so a transfer
+   * while the run reads them copies instead of detaching the memory under libtorch.
    * Outputs are typed arrays that own the result tensors' memory.
    * @throws DfdetError DISPOSED, BAD_INPUT (malformed tensor, NaN, unknown method), RUNTIME_ERROR
    *   (libtorch's message, e.g. a shape the model rejects), OUT_OF_MEMORY, ABORTED.
@@ -127,9 +131,12 @@ export class Model {
     if (typeof method !== 'string' || method.length === 0) return Promise.reject(badParam('method', 'a method name', method));
     if (!Array.isArray(inputs)) return Promise.reject(badParam('inputs', 'an array of tensors', inputs));
     const { signal } = options;
+    if (signal?.aborted) return Promise.reject(aborted(signal));
+    pinBuffers(inputs);
     this.#pending++;
+    let skip = false;
     const job = this.#queue.then(async () => {
-      if (signal?.aborted) throw new DfdetError('ABORTED', 'the run was aborted', { cause: signal.reason });
+      if (skip) return undefined as never; // aborted while queued: already rejected
       const m = this.#native;
       if (!m) throw new DfdetError('DISPOSED', 'the model was disposed');
       try {
@@ -144,7 +151,17 @@ export class Model {
       () => undefined,
       () => undefined,
     );
-    return settled;
+    if (!signal) return settled;
+    // An abort rejects at once while the run waits in the queue; a run already inside libtorch
+    // cannot be interrupted, so its result is dropped instead.
+    return new Promise<NativeValue>((resolve, reject) => {
+      const onAbort = (): void => {
+        skip = true;
+        reject(aborted(signal));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      settled.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    });
   }
 
   /** Shorthand for `run('forward', inputs)`. */
@@ -184,6 +201,22 @@ function newerTorchHint(err: DfdetError, torchVersion: string): DfdetError {
   );
 }
 
+function aborted(signal: AbortSignal): DfdetError {
+  return new DfdetError('ABORTED', 'the run was aborted', { cause: signal.reason });
+}
+
+/**
+ * libtorch reads inputs from JS memory on another thread. A reference keeps them alive, but a
+ * transfer (postMessage/structuredClone with a transfer list) would detach and free that memory
+ * mid-run: marked untransferable, such a transfer copies instead (a permanent, harmless mark).
+ */
+function pinBuffers(tensors: readonly NativeTensor[]): void {
+  for (const t of tensors) {
+    const buffer = (t as { data?: { buffer?: unknown } } | null)?.data?.buffer;
+    if (buffer instanceof ArrayBuffer) markAsUntransferable(buffer);
+  }
+}
+
 function badParam(name: string, expected: string, value: unknown): DfdetError {
   try {
     invalidParameter(name, expected, value);
@@ -205,11 +238,19 @@ export function setThreads(threads: number): void {
  */
 export async function buildModule(spec: NativeModuleSpec, outPath: string, options: NativeBuildOptions = {}): Promise<void> {
   if (typeof outPath !== 'string' || outPath.length === 0) invalidParameter('outPath', 'a file path', outPath);
+  pinSpec(spec);
   try {
     await native().buildModule(spec, outPath, options);
   } catch (e) {
     throw wrapNativeError(e, `cannot build module ${spec?.className ?? ''}`);
   }
+}
+
+function pinSpec(spec: NativeModuleSpec | undefined): void {
+  if (!spec || typeof spec !== 'object') return;
+  pinBuffers(Object.values(spec.parameters ?? {}));
+  pinBuffers(Object.values(spec.buffers ?? {}));
+  for (const sub of Object.values(spec.submodules ?? {})) pinSpec(sub);
 }
 
 /** The dtype name of a typed array (Uint16Array is read as float16 unless told otherwise). */

@@ -73,11 +73,18 @@ class PromiseWorker : public Napi::AsyncWorker {
 // arguments) the worker is freed and the error propagates to the caller.
 template <typename W, typename Configure>
 Napi::Promise queueWorker(W* w, Configure&& configure) {
+  Napi::Env env = w->Env();
   try {
     configure(*w);
-  } catch (...) {
+  } catch (const Napi::Error&) {
     delete w;
     throw;
+  } catch (...) {
+    // libtorch (c10::Error) or the standard library threw on the JS thread: only Napi::Error may
+    // leave a binding function, anything else would terminate the process.
+    delete w;
+    ErrorInfo info = classifyCurrentException("BAD_INPUT");
+    throw makeError(env, info.code, info.message);
   }
   Napi::Promise p = w->Promise();
   w->Queue();

@@ -26,6 +26,11 @@ struct ModelState {
   int64_t parameterCount = 0;
   int64_t parameterBytes = 0;
   std::map<std::string, std::string> extraFiles;
+  // Simple root attributes, read once at load: info() must not wait for a run's lock.
+  std::vector<std::pair<std::string, c10::IValue>> attributes;
+  // Memory of parameters and buffers: an output aliasing it (a method returning self.weight) is
+  // copied, or JS could write into the model.
+  std::vector<std::pair<const uint8_t*, const uint8_t*>> weightSpans;
 };
 
 // A read-only streambuf over pinned JS memory: torch::jit::load reads Buffers without a copy.
@@ -162,6 +167,18 @@ class LoadWorker : public PromiseWorker {
       st->parameterBytes += p.numel() * static_cast<int64_t>(p.element_size());
     }
     for (const auto& m : st->module.get_methods()) st->methods.push_back(m.name());
+    for (const auto& a : st->module.named_attributes(/*recurse=*/false)) {
+      if (a.name == "training") continue;
+      const c10::IValue& v = a.value;
+      if (v.isString() || v.isInt() || v.isDouble() || v.isBool()) st->attributes.emplace_back(a.name, v);
+    }
+    auto addSpan = [&](const at::Tensor& t) {
+      if (!t.defined() || !t.has_storage() || !t.storage().data()) return;
+      auto* b = static_cast<const uint8_t*>(t.storage().data());
+      st->weightSpans.emplace_back(b, b + t.storage().nbytes());
+    };
+    for (const auto& p : st->module.parameters()) addSpan(p);
+    for (const auto& b : st->module.buffers()) addSpan(b);
     if (optimize) {
       std::vector<std::string> others;
       for (const auto& m : st->methods)
@@ -222,6 +239,7 @@ class RunWorker : public PromiseWorker {
       args.emplace_back(t);
     }
     c10::IValue out = (*m)(std::move(args));
+    spans.insert(spans.end(), state_->weightSpans.begin(), state_->weightSpans.end());
     result_ = prepareOutput(out, spans);
   }
 
@@ -285,16 +303,11 @@ Napi::Value NativeModel::Info(const Napi::CallbackInfo& info) {
   for (const auto& kv : state_->extraFiles) extra.Set(kv.first, kv.second);
   o.Set("extraFiles", extra);
   Napi::Object attrs = Napi::Object::New(env);
-  {
-    std::lock_guard<std::mutex> lock(state_->runMutex);
-    for (const auto& a : state_->module.named_attributes(/*recurse=*/false)) {
-      if (a.name == "training") continue;
-      const c10::IValue& v = a.value;
-      if (v.isString()) attrs.Set(a.name, v.toStringRef());
-      else if (v.isInt()) attrs.Set(a.name, Napi::Number::New(env, static_cast<double>(v.toInt())));
-      else if (v.isDouble()) attrs.Set(a.name, Napi::Number::New(env, v.toDouble()));
-      else if (v.isBool()) attrs.Set(a.name, Napi::Boolean::New(env, v.toBool()));
-    }
+  for (const auto& [name, v] : state_->attributes) {
+    if (v.isString()) attrs.Set(name, v.toStringRef());
+    else if (v.isInt()) attrs.Set(name, Napi::Number::New(env, static_cast<double>(v.toInt())));
+    else if (v.isDouble()) attrs.Set(name, Napi::Number::New(env, v.toDouble()));
+    else if (v.isBool()) attrs.Set(name, Napi::Boolean::New(env, v.toBool()));
   }
   o.Set("attributes", attrs);
   return o;

@@ -89,8 +89,11 @@ PinnedTensor wrapTensor(Napi::Env env, const Napi::Value& value, const std::stri
                  " (float16/bfloat16: Uint16Array, int64: BigInt64Array, bool: Uint8Array)");
 
   std::vector<int64_t> shape = readDims(env, obj.Get("shape"), what + ".shape");
+  // Overflow-checked: a wrapped product would pass the length check and make libtorch throw on
+  // this thread, where nothing may throw but Napi::Error.
   int64_t numel = 1;
-  for (int64_t s : shape) numel *= s;
+  for (int64_t s : shape)
+    if (__builtin_mul_overflow(numel, s, &numel)) bad(env, "Expected " + what + ".shape to have fewer than 2^63 elements");
   const int64_t length = static_cast<int64_t>(data.ElementLength());
 
   std::vector<int64_t> strides;
@@ -101,7 +104,9 @@ PinnedTensor wrapTensor(Napi::Env env, const Napi::Value& value, const std::stri
     int64_t maxOffset = 0;
     for (size_t i = 0; i < shape.size(); i++) {
       if (shape[i] == 0) { maxOffset = -1; break; }
-      maxOffset += (shape[i] - 1) * strides[i];
+      int64_t span;
+      if (__builtin_mul_overflow(shape[i] - 1, strides[i], &span) || __builtin_add_overflow(maxOffset, span, &maxOffset))
+        bad(env, "Expected " + what + ".strides to address the data (offset overflows)");
     }
     if (maxOffset >= length)
       bad(env, "Expected " + what + ".data to hold the strided view (needs " + std::to_string(maxOffset + 1) +

@@ -20,7 +20,8 @@ struct PinnedTensor {
 PinnedTensor wrapTensor(Napi::Env env, const Napi::Value& value, const std::string& what);
 
 // Makes a tensor safe to hand to JS: detached, on CPU, contiguous, float16/bfloat16 widened to
-// float32, and never aliasing the given JS spans (cloned if it does). Runs on the worker thread.
+// float32, and never aliasing the given spans (JS inputs, model weights): cloned if it does.
+// Runs on the worker thread.
 at::Tensor prepareOutputTensor(const at::Tensor& t, const std::vector<std::pair<const uint8_t*, const uint8_t*>>& inputs);
 
 // Recursively applies prepareOutputTensor to every tensor in an IValue (tuples, lists, dicts).

@@ -40,6 +40,9 @@ def addone(self, x):
 def same(self, x):
     return x
 
+def weight(self, x):
+    return self.w
+
 def huge(self, x):
     return x.new_empty([1 << 44])
 
@@ -82,7 +85,7 @@ describe('built modules', () => {
     const file = path.join(dir, 'linear.pt');
     const { w, b } = await buildLinear(file);
     const model = await Model.load(file);
-    expect(model.info.methods.sort()).toEqual(['addone', 'forward', 'huge', 'pair', 'same', 'slow']);
+    expect(model.info.methods.sort()).toEqual(['addone', 'forward', 'huge', 'pair', 'same', 'slow', 'weight']);
     expect(model.info.parameterCount).toBe(16);
     expect(model.info.parameterBytes).toBe(64);
     expect(model.info.device).toBe('cpu');
@@ -190,6 +193,35 @@ describe('zero copy', () => {
     await model.dispose();
   });
 
+  it('copies an output that aliases the model’s weights, so JS cannot write into the model', async () => {
+    const file = path.join(dir, 'alias.pt');
+    const { w } = await buildLinear(file);
+    const model = await Model.load(file);
+    const out = expectTensor(await model.run('weight', [tensor(new Float32Array(1), [1])]));
+    expect(Array.from(out.data as Float32Array)).toEqual(Array.from(w));
+    (out.data as Float32Array).fill(0);
+    const again = expectTensor(await model.run('weight', [tensor(new Float32Array(1), [1])]));
+    expect(Array.from(again.data as Float32Array)).toEqual(Array.from(w));
+    await model.dispose();
+  });
+
+  it('an input buffer transferred away mid-run is copied, not freed under libtorch', async () => {
+    const file = path.join(dir, 'transfer.pt');
+    await buildLinear(file, 30);
+    const model = await Model.load(file);
+    const n = 512;
+    const x = new Float32Array(n * n).fill(1 / n);
+    const running = model.run('slow', [tensor(x, [n, n])]);
+    // What a caller handing frames to a worker_thread does; before the mark this detached the
+    // memory libtorch was reading (a segfault once collected).
+    const moved = structuredClone(x.buffer, { transfer: [x.buffer] });
+    expect(x.length).toBe(n * n);
+    expect(moved.byteLength).toBe(n * n * 4);
+    gc();
+    expect(expectTensor(await running).shape).toEqual([]);
+    await model.dispose();
+  });
+
   it('accepts strided (non-contiguous) inputs and computes the same as the contiguous copy', async () => {
     const file = path.join(dir, 'strided.pt');
     const { w, b } = await buildLinear(file);
@@ -246,6 +278,15 @@ describe('bad input', () => {
     expect(expectTensor(await model.forward(tensor(new Float32Array(3), [1, 3]))).shape).toEqual([1, 4]);
   });
 
+  it('shapes and strides whose sizes overflow int64 are BAD_INPUT, not a crash', async () => {
+    await expectDfdetError(model.forward({ data: new Float32Array(0), shape: [2 ** 32, 2 ** 32], dtype: 'float32' }), 'BAD_INPUT');
+    await expectDfdetError(model.forward({ data: new Float32Array(1), shape: [2 ** 32 + 1], strides: [2 ** 32], dtype: 'float32' }), 'BAD_INPUT');
+    await expectDfdetError(
+      buildModule({ className: 'Huge', source: '', parameters: { w: { data: new Float32Array(0), shape: [2 ** 40, 2 ** 40], dtype: 'float32' } } }, path.join(dir, 'huge.pt')),
+      'BAD_INPUT',
+    );
+  });
+
   it('an allocation libtorch cannot satisfy rejects with OUT_OF_MEMORY', async () => {
     await expectDfdetError(model.run('huge', [tensor(new Float32Array(1), [1])]), 'OUT_OF_MEMORY');
   });
@@ -268,6 +309,37 @@ describe('concurrency and lifecycle', () => {
     // A blocked loop would tick at most once; allow a generous scheduling slack.
     expect(ticks).toBeGreaterThanOrEqual(Math.floor(ms / 5 / 4));
     await model.dispose();
+  });
+
+  it('an abort rejects a queued run at once, and info() does not wait for a running one', async () => {
+    const file = path.join(dir, 'abort.pt');
+    await buildLinear(file, 30);
+    const model = await Model.load(file);
+    const n = 384;
+    const x = tensor(new Float32Array(n * n).fill(1 / n), [n, n]);
+    const t0 = performance.now();
+    const first = model.run('slow', [x]);
+    const ac = new AbortController();
+    const queued = model.run('slow', [x], { signal: ac.signal });
+    ac.abort();
+    await expectDfdetError(queued, 'ABORTED');
+    const abortedAt = performance.now() - t0;
+    await first;
+    const firstMs = performance.now() - t0;
+    expect(abortedAt).toBeLessThan(firstMs);
+    await model.dispose();
+
+    // The raw binding's info() while a run holds the model: it must not block the event loop.
+    const raw = await native().NativeModel.load(file, { device: 'cpu', dtype: 'float32' });
+    const r0 = performance.now();
+    const running = raw.run('slow', [x]);
+    await new Promise((r) => setTimeout(r, 20));
+    const i0 = performance.now();
+    expect(raw.info().methods).toContain('slow');
+    const infoMs = performance.now() - i0;
+    await running;
+    expect(infoMs).toBeLessThan((performance.now() - r0) / 2);
+    await raw.dispose();
   });
 
   it('queues concurrent runs of one model and returns each its own result', async () => {
