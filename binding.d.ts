@@ -91,6 +91,8 @@ export declare class NativeModel {
   /**
    * Run `method` on the inputs (pinned until the promise settles). Runs are serialised per model
    * inside the addon; outputs are typed arrays over the result tensors' own memory.
+   * The inputs' memory is read in place on another thread: do not transfer or detach their
+   * ArrayBuffers before the promise settles (lib/model.ts marks them untransferable for you).
    */
   run(method: string, inputs: NativeTensor[], options?: NativeRunOptions): Promise<NativeValue>;
   /** Wait for in-flight runs, then free the module. Later calls reject with code DISPOSED. */
