@@ -4,14 +4,14 @@
  * `maxBatch` items. One batch runs at a time per batcher (the model queues anyway), and the next
  * batch fills while the current one runs, so a busy service always sends full batches.
  */
-import { DfdetError } from './errors';
+import { DfdetError, invalidParameter } from './errors';
 import { expectTensor, type Model } from './model';
 
 /** Options of {@link Batcher}. */
 export interface BatcherOptions {
-  /** Largest batch sent to the model. Default 8. */
+  /** Largest batch sent to the model: an integer >= 1. Default 8. */
   maxBatch?: number;
-  /** Longest an item waits for a fuller batch, in ms. Default 5. */
+  /** Longest an item waits for a fuller batch, in ms: a number from 0 to 2147483647 (setTimeout's limit). Default 5. */
   maxWaitMs?: number;
 }
 
@@ -24,6 +24,9 @@ export interface BatchStats {
   /** Milliseconds spent inside the model. */
   modelMs: number;
 }
+
+/** setTimeout's largest delay; longer ones fire at once (with a TimeoutOverflowWarning). */
+const MAX_TIMEOUT_MS = 2_147_483_647;
 
 interface Pending {
   input: Float32Array;
@@ -49,13 +52,25 @@ export class Batcher {
   #idle: (() => void)[] = [];
   readonly stats: BatchStats = { batches: 0, items: 0, sizes: {}, modelMs: 0 };
 
+  /**
+   * @param itemShape shape of one item, e.g. `[3, 224, 224]`: a non-empty list of positive integers.
+   * @throws DfdetError BAD_INPUT for a bad item shape or option (a `maxBatch` of 0 or NaN would
+   *   otherwise schedule empty batches forever).
+   */
   constructor(model: Model, method: string, itemShape: number[], options: BatcherOptions = {}) {
+    if (!Array.isArray(itemShape) || itemShape.length === 0 || !itemShape.every((d) => Number.isSafeInteger(d) && d >= 1))
+      invalidParameter('itemShape', 'a non-empty list of positive integers', itemShape);
+    const maxBatch = options.maxBatch ?? 8;
+    if (!Number.isSafeInteger(maxBatch) || maxBatch < 1) invalidParameter('maxBatch', 'an integer >= 1', maxBatch);
+    const maxWaitMs = options.maxWaitMs ?? 5;
+    if (typeof maxWaitMs !== 'number' || !(maxWaitMs >= 0 && maxWaitMs <= MAX_TIMEOUT_MS))
+      invalidParameter('maxWaitMs', `a number between 0 and ${MAX_TIMEOUT_MS}`, maxWaitMs);
     this.#model = model;
     this.#method = method;
-    this.#itemShape = itemShape;
+    this.#itemShape = [...itemShape];
     this.#itemSize = itemShape.reduce((a, b) => a * b, 1);
-    this.#maxBatch = options.maxBatch ?? 8;
-    this.#maxWaitMs = options.maxWaitMs ?? 5;
+    this.#maxBatch = maxBatch;
+    this.#maxWaitMs = maxWaitMs;
   }
 
   /** Queues one item; resolves with its output row. */
@@ -66,11 +81,17 @@ export class Batcher {
   /**
    * Queues several items of one caller (they may land in different batches); resolves with their
    * rows in order. One abort listener for the group, however many items it has.
+   * Rejects with BAD_INPUT (and queues nothing) when an item has the wrong size or holds NaN or
+   * infinite values, so one bad item never fails the other callers sharing its batch.
    */
   submitAll(inputs: readonly Float32Array[], signal?: AbortSignal): Promise<Float32Array[]> {
     if (this.#closed) return Promise.reject(new DfdetError('DISPOSED', 'the detector was disposed'));
     const wrong = inputs.find((x) => x.length !== this.#itemSize);
     if (wrong) return Promise.reject(new DfdetError('BAD_INPUT', `Expected ${this.#itemSize} values for a batch item but received ${wrong.length}`));
+    for (const [i, x] of inputs.entries()) {
+      const at = firstNonFinite(x);
+      if (at >= 0) return Promise.reject(new DfdetError('BAD_INPUT', `Expected finite values for batch item ${i} but received ${x[at]} at index ${at}`));
+    }
     if (signal?.aborted) return Promise.reject(new DfdetError('ABORTED', 'aborted', { cause: signal.reason }));
     if (inputs.length === 0) return Promise.resolve([]);
     const group = inputs.map(
@@ -164,4 +185,13 @@ export class Batcher {
     for (const p of this.#queue.splice(0)) p.reject(new DfdetError('DISPOSED', 'the detector was disposed'));
     if (this.#running) await new Promise<void>((r) => this.#idle.push(r));
   }
+}
+
+/** Index of the first NaN or infinite value, or -1. (v - v is NaN exactly for NaN and ±Infinity.) */
+function firstNonFinite(x: Float32Array): number {
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i]!;
+    if (v - v !== 0) return i;
+  }
+  return -1;
 }

@@ -68,4 +68,32 @@ describe('Batcher', () => {
     await expect(queued).rejects.toMatchObject({ code: 'DISPOSED' });
     await expect(b.submit(item(0))).rejects.toMatchObject({ code: 'DISPOSED' });
   });
+
+  it('rejects options that would spin or stall the scheduler, and bad item shapes, with BAD_INPUT', () => {
+    for (const options of [{ maxBatch: 0 }, { maxBatch: Number.NaN }, { maxBatch: 2.5 }, { maxBatch: -1 }, { maxWaitMs: Number.NaN }, { maxWaitMs: -1 }, { maxWaitMs: Infinity }, { maxWaitMs: 2 ** 31 }]) {
+      expect(() => new Batcher(model, 'forward', ITEM, options), JSON.stringify(options)).toThrow(expect.objectContaining({ code: 'BAD_INPUT' }));
+    }
+    for (const shape of [[], [3, 0, 224], [3, Number.NaN, 224], [3, -224, 224], [1.5]]) {
+      expect(() => new Batcher(model, 'forward', shape), String(shape)).toThrow(expect.objectContaining({ code: 'BAD_INPUT' }));
+    }
+    expect(() => new Batcher(model, 'forward', ITEM, { maxBatch: 1, maxWaitMs: 0 })).not.toThrow();
+  });
+
+  it('a NaN or infinite item fails only its own caller, not the others sharing its batch', async () => {
+    const b = new Batcher(model, 'forward', ITEM, { maxBatch: 3, maxWaitMs: 200 });
+    const nan = item(0.5);
+    nan[1234] = Number.NaN;
+    const inf = item(0.5);
+    inf[SIZE - 1] = -Infinity;
+    const [good1, bad1, bad2, good2] = await Promise.allSettled([b.submit(item(0.25)), b.submit(nan), b.submitAll([item(0), inf]), b.submit(item(1))]);
+    expect(bad1).toMatchObject({ status: 'rejected', reason: { code: 'BAD_INPUT', message: /finite values for batch item 0 .* index 1234/ } });
+    expect(bad2).toMatchObject({ status: 'rejected', reason: { code: 'BAD_INPUT', message: /batch item 1 .* index 150527/ } });
+    expect(good1.status).toBe('fulfilled');
+    expect(good2.status).toBe('fulfilled');
+    // The good items went to the model together, and the rejected groups queued nothing.
+    expect(b.stats).toMatchObject({ batches: 1, items: 2 });
+    const alone = expectTensor(await model.forward({ data: item(1), shape: [1, ...ITEM], dtype: 'float32' })).data as Float32Array;
+    expect((good2 as PromiseFulfilledResult<Float32Array>).value[0]).toBeCloseTo(alone[0]!, 4);
+    await b.close();
+  });
 });
