@@ -4,6 +4,7 @@
  * Layout: `<cacheDir>/models/<safe name>/<files...>` plus `manifest.json` in each model folder
  * (one manifest per model, so concurrent pulls of different models never write the same file).
  */
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,11 +22,28 @@ export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return path.join(os.homedir(), '.cache', 'dfdet');
 }
 
-/** Folder name of a model (readable, like the hub's cache): `/` → `--`, `:` → `@`, other unsafe characters → `_`. */
+/**
+ * One part of a readable name: letters, digits, `.`, `_`, `+` and single inner hyphens. Parts never
+ * start or end with `-` nor hold `--`, so the `--` that stands for `/` can be read back unambiguously.
+ */
+const READABLE_PART = /^[A-Za-z0-9._+]+(?:-[A-Za-z0-9._+]+)*$/;
+
+/**
+ * Folder name of a model, distinct for distinct names. Registry-style names (`owner/repo[:variant]`
+ * made of {@link READABLE_PART}s) stay readable, like the hub's cache: `/` → `--`, `:` → `@`. Any
+ * other name (one holding `--`, `@`, spaces, ...) gets the same readable rewrite, unsafe characters
+ * → `_`, plus `~` and 16 hex digits of the sha256 of the exact name, so `a/b` and `a--b` (or `a:b`
+ * and `a@b`) can never share a folder. Readable names never contain `~`.
+ */
 export function safeModelDirName(name: string): string {
   if (typeof name !== 'string' || name.trim() === '') invalidParameter('name', 'a model name', name);
+  const colon = name.indexOf(':');
+  const parts = (colon < 0 ? name : name.slice(0, colon)).split('/');
+  if (colon >= 0) parts.push(name.slice(colon + 1));
+  const readable = parts.every((p) => READABLE_PART.test(p) && p !== '.' && p !== '..');
   const s = name.replace(/\//g, '--').replace(/:/g, '@').replace(/[^A-Za-z0-9._@+-]/g, '_');
-  return s === '.' || s === '..' ? `_${s}` : s;
+  if (readable) return s;
+  return `${s}~${createHash('sha256').update(name, 'utf8').digest('hex').slice(0, 16)}`;
 }
 
 /** Folder of one model in the cache. */
