@@ -3,6 +3,7 @@
  * plus fuzzing: corrupted files only ever give BAD_FORMAT (or a valid result), never a crash or hang.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -11,7 +12,7 @@ import { unpickle, type PickleValue, isTuple, PickleObject } from '../lib/format
 import { numel, toFloat32 } from '../lib/formats/tensor';
 import { SeededRandom } from '../lib/detector-model/init';
 import { isDfdetError } from '../lib/errors';
-import { runPython, skipWithoutPython } from './helpers/python';
+import { PYTHON, runPython, skipWithoutPython } from './helpers/python';
 
 interface Expected {
   tensors: Record<string, { dtype: string; shape: number[]; values: number[] }>;
@@ -93,6 +94,31 @@ describe.skipIf(skip)('torch zip reader', () => {
     await expect(TorchCheckpoint.open(path.join(dir, 'scripted.pt'))).rejects.toMatchObject({ code: 'BAD_FORMAT', message: /TorchScript archive/ });
     await expect(TorchCheckpoint.open(path.join(dir, 'legacy.pt'))).rejects.toMatchObject({ code: 'BAD_FORMAT', message: /legacy/ });
     await expect(TorchCheckpoint.open(path.join(dir, 'missing.pt'))).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  it('refuses stride-0 views that would expand a tiny storage into gigabytes, naming the key', async () => {
+    // torch.save keeps expand()ed views as they are: a 1-element storage with stride 0, a few hundred bytes on disk.
+    const f = path.join(dir, 'expanded.pt');
+    const code = [
+      'import sys, torch',
+      "torch.save({'ids': torch.arange(3).expand(4, 3), 'huge': torch.zeros(1).expand(1 << 20, 1 << 20, 1 << 10),",
+      "            'big': torch.zeros(1).expand(1 << 16, 1 << 15)}, sys.argv[1])",
+    ].join('\n');
+    execFileSync(PYTHON, ['-c', code, f]);
+    expect(fs.statSync(f).size).toBeLessThan(4096);
+    const ck = await TorchCheckpoint.open(f);
+    try {
+      const src = ck.tensorSource(ck.root);
+      // A real broadcast buffer (like CLIP's position_ids) still reads, gathered.
+      const ids = await src.read('ids');
+      expect(ids.shape).toEqual([4, 3]);
+      expect(values('int64', ids.bytes, 12)).toEqual([0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2]);
+      await expect(src.read('huge')).rejects.toMatchObject({ code: 'BAD_FORMAT', message: /tensor huge expands a 1-element storage/, details: { key: 'huge' } });
+      // 2^31 float32 elements: 8 GiB from a 1-element storage.
+      await expect(src.read('big')).rejects.toMatchObject({ code: 'BAD_FORMAT', message: /tensor big expands .* 8589934592 bytes/, details: { key: 'big' } });
+    } finally {
+      await ck.close();
+    }
   });
 
   it('unpickles plain data at protocols 2-5', () => {

@@ -33,6 +33,13 @@ function bad(file: string, msg: string): never {
 const MAX_CENTRAL_DIRECTORY = 256 * 1024 * 1024;
 /** Largest entry inflated into memory (data.pkl of a checkpoint is small). */
 const MAX_INFLATED = 1024 * 1024 * 1024;
+/**
+ * Largest tensor, in bytes, read from a view holding more elements than its storage (stride 0 or
+ * overlapping strides, e.g. an `expand`ed buffer). Such a view costs no bytes in the file, so without
+ * a cap a tiny checkpoint could make the reader allocate any amount of memory. Real broadcast buffers
+ * (position ids) are tiny; a ViT-L's largest weight is ~150 MB.
+ */
+const MAX_EXPANDED_BYTES = 1024 * 1024 * 1024;
 
 /** A ZIP file read through a file handle: central directory up front, entries by range. */
 export class ZipReader {
@@ -339,7 +346,11 @@ export class TorchCheckpoint {
     }
   }
 
-  /** Read a tensor's data as a contiguous little-endian {@link RawTensor} (strided views are gathered). */
+  /**
+   * Read a tensor's data as a contiguous little-endian {@link RawTensor} (strided views are gathered).
+   * @throws DfdetError BAD_FORMAT (naming the key) for a view that expands its storage (stride 0)
+   *   to more than 1 GiB, BAD_WEIGHTS for unsupported storage types.
+   */
   async readTensor(t: TorchTensorRef, name = 'tensor'): Promise<RawTensor> {
     const dtype = t.dtype;
     if (!dtype) {
@@ -351,6 +362,13 @@ export class TorchCheckpoint {
     if (!entry) bad(this.path, `missing storage ${t.storage.key} for tensor ${name}`);
     if (entry!.size < t.storage.numel * item) bad(this.path, `storage ${t.storage.key} holds ${entry!.size} bytes, ${t.storage.numel * item} expected`);
     if (n === 0) return { dtype, shape: [...t.shape], bytes: new Uint8Array(0) };
+    if (n > t.storage.numel && n * item > MAX_EXPANDED_BYTES) {
+      throw new DfdetError(
+        'BAD_FORMAT',
+        `Invalid torch zip file ${this.path}: tensor ${name} expands a ${t.storage.numel}-element storage to ${n} elements (${n * item} bytes; at most ${MAX_EXPANDED_BYTES} allowed)`,
+        { details: { file: this.path, key: name } },
+      );
+    }
     let last = t.offset;
     for (let i = 0; i < t.shape.length; i++) last += (t.shape[i]! - 1) * t.stride[i]!;
     const span = await this.zip.readRange(entry!, t.offset * item, (last - t.offset + 1) * item);
