@@ -1,8 +1,10 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
+import type { AddressInfo } from 'node:net';
 import { probeVideo, sampleFrames, iterateFrames, uniformIndices, probeVideoBuffer } from '../lib/media/video';
 import type { RgbImage } from '../lib/media/image';
 import type { DfdetError, ErrorCode } from '../lib/errors';
@@ -32,11 +34,11 @@ function bitsVideo(file: string, seconds: number, fps: number, extra: string[] =
   );
 }
 
-/** Read back the frame number drawn by {@link bitsVideo}. */
+/** Read back the frame number drawn by {@link bitsVideo} (the bars may have been scaled to any frame size). */
 function frameNumber(img: RgbImage): number {
   let n = 0;
   for (let k = 0; k < BITS; k++) {
-    const i = (16 * img.width + k * BAR + BAR / 2) * 3;
+    const i = (Math.floor(img.height / 2) * img.width + Math.floor(((k + 0.5) * img.width) / BITS)) * 3;
     if (img.data[i] > 128) n |= 1 << k;
   }
   return n;
@@ -184,6 +186,156 @@ describe.skipIf(!haveFfmpeg)('sampleFrames picks the promised frames', () => {
   });
 });
 
+describe.skipIf(!haveFfmpeg)('streams that do not start at 0', () => {
+  // MPEG-TS stores raw timestamps: here the video starts at 1.5 s + the muxer's own delay.
+  let ts: string;
+  beforeAll(() => {
+    ts = path.join(dir, 'offset.ts');
+    bitsVideo(ts, 4, 25, ['-output_ts_offset', '1.5', '-f', 'mpegts']);
+  });
+
+  it('the probe sees the non-zero start', async () => {
+    const p = await probeVideo(ts);
+    expect(p.startTimeSec).toBeGreaterThan(1.4);
+    expect(p).toMatchObject({ frameCount: 100, frameCountExact: true, fps: 25 });
+  });
+
+  it('uniform: right frames, timestamps from the first frame', async () => {
+    const r = await sampleFrames(ts, { strategy: { kind: 'uniform', count: 5 } });
+    const want = uniformIndices(100, 5);
+    expect(r.frames.map((f) => frameNumber(f.image))).toEqual(want);
+    expect(r.frames.map((f) => f.index)).toEqual(want);
+    for (const f of r.frames) expect(f.timestampSec).toBeCloseTo(f.index / 25, 6);
+    expect(r.partial).toBe(false);
+  });
+
+  it('every k: right frames and timestamps', async () => {
+    const r = await sampleFrames(ts, { strategy: { kind: 'every', k: 20 } });
+    expect(r.frames.map((f) => frameNumber(f.image))).toEqual([0, 20, 40, 60, 80]);
+    expect(r.frames.map((f) => f.index)).toEqual([0, 20, 40, 60, 80]);
+    for (const f of r.frames) expect(f.timestampSec).toBeCloseTo(f.index / 25, 6);
+  });
+
+  it('fps: buckets and indices measured from the first frame', async () => {
+    const r = await sampleFrames(ts, { strategy: { kind: 'fps', fps: 1.5 } });
+    const want = Array.from({ length: 6 }, (_, k) => Math.max(0, Math.ceil((25 * k) / 1.5 - 1e-9)));
+    expect(r.frames.map((f) => frameNumber(f.image))).toEqual(want);
+    expect(r.frames.map((f) => f.index)).toEqual(want);
+    for (const f of r.frames) expect(f.timestampSec).toBeCloseTo(f.index / 25, 6);
+  });
+
+  it('audio that starts before the video: timestamps are relative to the video stream', async () => {
+    const av = path.join(dir, 'late-video.ts');
+    ffmpeg(
+      '-itsoffset', '0.5',
+      '-f', 'lavfi', '-i', `color=c=black:s=${BAR * BITS}x32:r=25:d=2,format=gray,geq=lum='mod(floor(N/pow(2\\,floor(X/${BAR})))\\,2)*255',format=yuv420p`,
+      '-f', 'lavfi', '-i', 'sine=d=2.5',
+      '-map', '0:v', '-map', '1:a', '-c:v', 'libx264', '-crf', '10', '-c:a', 'aac', '-f', 'mpegts', av,
+    );
+    const r = await sampleFrames(av, { strategy: { kind: 'fps', fps: 2 } });
+    expect(r.frames.map((f) => frameNumber(f.image))).toEqual([0, 13, 25, 38]);
+    expect(r.frames.map((f) => f.index)).toEqual([0, 13, 25, 38]);
+    for (const f of r.frames) expect(f.timestampSec).toBeCloseTo(f.index / 25, 6);
+  });
+});
+
+describe.skipIf(!haveFfmpeg)('ffmpeg only ever reads the local file', () => {
+  it('a playlist that points at http:// fails fast without any request', async () => {
+    let requests = 0;
+    const server = http.createServer((_req, res) => {
+      requests++;
+      res.writeHead(200, { 'content-type': 'video/mp2t' });
+      res.end(fs.readFileSync(path.join(dir, 'bits.mp4')));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const m3u8 = path.join(dir, 'remote.m3u8');
+      fs.writeFileSync(m3u8, `#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nhttp://127.0.0.1:${port}/seg.ts\n#EXT-X-ENDLIST\n`);
+      await expectCode(probeVideo(m3u8), 'DECODE_FAILED');
+      // ffmpeg itself too (a probe given by the caller skips ffprobe).
+      const probe = await probeVideo(bits);
+      await expectCode(sampleFrames(m3u8, { probe }), 'DECODE_FAILED');
+      expect(requests).toBe(0);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  it('file names that look like protocols or options are plain files', async () => {
+    const short = path.join(dir, 'short10.mp4');
+    bitsVideo(short, 0.4, 25);
+    const old = process.cwd();
+    process.chdir(dir); // relative names: "concat:bits.mp4" would otherwise mean the concat protocol over bits.mp4
+    try {
+      for (const name of ['concat:bits.mp4', 'http:x.mp4', '-x.mp4']) {
+        fs.copyFileSync(short, name);
+        const p = await probeVideo(name);
+        expect(p.frameCount, name).toBe(10);
+        const r = await sampleFrames(name, { strategy: { kind: 'every', k: 1 } });
+        expect(r.frames.map((f) => frameNumber(f.image)), name).toEqual([...Array(10).keys()]);
+      }
+    } finally {
+      process.chdir(old);
+    }
+  });
+});
+
+describe.skipIf(!haveFfmpeg)('decoded memory is bounded', () => {
+  let uhd: string;
+  beforeAll(() => {
+    // The bits pattern drawn at 160x90, blown up to 3840x2160 (bars 384 px wide).
+    uhd = path.join(dir, 'uhd.mp4');
+    ffmpeg(
+      '-f', 'lavfi',
+      '-i', `color=c=black:s=160x90:r=25:d=0.2,format=gray,geq=lum='mod(floor(N/pow(2\\,floor(X/16)))\\,2)*255',scale=3840:2160:flags=neighbor,format=yuv420p`,
+      '-c:v', 'libx264', '-preset', 'ultrafast', '-crf', '10', uhd,
+    );
+  });
+
+  it('4K frames come back at 1920x1080 by default, at full size with maxFrameSide: Infinity', async () => {
+    const small = await sampleFrames(uhd, { strategy: { kind: 'every', k: 1 } });
+    expect(small.frames.map((f) => [f.image.width, f.image.height, f.image.data.length])).toEqual(
+      Array.from({ length: 5 }, () => [1920, 1080, 1920 * 1080 * 3]),
+    );
+    expect(small.frames.map((f) => frameNumber(f.image))).toEqual([0, 1, 2, 3, 4]);
+    const full = await sampleFrames(uhd, { strategy: { kind: 'uniform', count: 2 }, maxFrameSide: Infinity });
+    expect(full.frames.map((f) => [f.image.width, f.image.height, f.image.data.length])).toEqual([
+      [3840, 2160, 3840 * 2160 * 3],
+      [3840, 2160, 3840 * 2160 * 3],
+    ]);
+    expect(full.frames.map((f) => frameNumber(f.image))).toEqual([0, 4]);
+    // Portrait, other limit: the longer side (height) is the one capped; the aspect is kept.
+    const rot = path.join(dir, 'uhd-rot.mp4');
+    ffmpeg('-i', uhd, '-c', 'copy', '-metadata:s:v:0', 'rotate=90', rot);
+    const portrait = await sampleFrames(rot, { strategy: { kind: 'uniform', count: 1 }, maxFrameSide: 640 });
+    expect([portrait.frames[0].image.width, portrait.frames[0].image.height]).toEqual([360, 640]);
+  });
+
+  it('small videos are not scaled', async () => {
+    const r = await sampleFrames(bits, { strategy: { kind: 'uniform', count: 1 }, maxFrameSide: 80 });
+    expect([r.frames[0].image.width, r.frames[0].image.height]).toEqual([80, 32]);
+    const s = await sampleFrames(bits, { strategy: { kind: 'uniform', count: 1 }, maxFrameSide: 40 });
+    expect([s.frames[0].image.width, s.frames[0].image.height]).toEqual([40, 16]);
+  });
+
+  it('sampleFrames stops at maxTotalBytes with a partial result', async () => {
+    const frameBytes = 80 * 32 * 3;
+    const r = await sampleFrames(bits, { strategy: { kind: 'every', k: 1 }, maxTotalBytes: 5 * frameBytes + 100 });
+    expect(r.frames.map((f) => frameNumber(f.image))).toEqual([0, 1, 2, 3, 4]);
+    expect(r.planned).toBe(250);
+    expect(r.partial).toBe(true);
+    expect(r.errors.join('\n')).toMatch(/stopped after 5 frames.*maxTotalBytes/);
+    // A plan that fits is not affected.
+    const ok = await sampleFrames(bits, { strategy: { kind: 'uniform', count: 5 }, maxTotalBytes: 5 * frameBytes });
+    expect(ok.frames.length).toBe(5);
+    expect(ok.partial).toBe(false);
+    expect(ok.errors).toEqual([]);
+    await expectCode(sampleFrames(bits, { maxTotalBytes: frameBytes - 1 }), 'DECODE_FAILED', /7680 bytes, over the limit of 7679 \(option maxTotalBytes\)/);
+  });
+});
+
 describe.skipIf(!haveFfmpeg)('bad videos fail fast with typed errors', () => {
   it('truncated mp4 (index at the end): DECODE_FAILED', async () => {
     const buf = fs.readFileSync(bits);
@@ -280,5 +432,7 @@ describe.skipIf(!haveFfmpeg)('bad videos fail fast with typed errors', () => {
     await expectCode(sampleFrames(bits, { strategy: { kind: 'nope' } as never }), 'BAD_INPUT', /strategy.kind/);
     await expectCode(sampleFrames(bits, { timeoutMs: 0 }), 'BAD_INPUT', /timeoutMs/);
     await expectCode(sampleFrames(42 as never), 'BAD_INPUT', /for input/);
+    await expectCode(sampleFrames(bits, { maxFrameSide: 0 }), 'BAD_INPUT', /positive integer or Infinity for maxFrameSide/);
+    await expectCode(sampleFrames(bits, { maxTotalBytes: -1 }), 'BAD_INPUT', /positive integer or Infinity for maxTotalBytes/);
   });
 });

@@ -8,6 +8,10 @@
  *
  * Executables: `ffmpeg` / `ffprobe` from PATH, or the paths in the environment variables
  * `DFDET_FFMPEG` / `DFDET_FFPROBE`.
+ *
+ * Inputs are always local files: the tools get `file:<absolute path>` and `-protocol_whitelist file`,
+ * so neither an odd file name (`http:x.mp4`, `concat:a|b`, `-x.mp4`) nor a playlist inside the file
+ * (HLS `.m3u8`, ffconcat) can make ffmpeg open a network or other non-file protocol.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -28,9 +32,9 @@ export interface VideoProbe {
   frameCount: number;
   /** False when {@link VideoProbe.frameCount} is an estimate from duration and fps. */
   frameCountExact: boolean;
-  /** Width of the decoded (display-rotated) frames in pixels. */
+  /** Width of the decoded (display-rotated) frames in pixels (before any `maxFrameSide` scaling). */
   width: number;
-  /** Height of the decoded (display-rotated) frames in pixels. */
+  /** Height of the decoded (display-rotated) frames in pixels (before any `maxFrameSide` scaling). */
   height: number;
   /** Codec name as ffprobe reports it (`h264`, `vp9`, ...). */
   codec: string;
@@ -62,7 +66,7 @@ export interface VideoFrame {
   index: number;
   /** Presentation timestamp in seconds, relative to the stream's first frame. */
   timestampSec: number;
-  /** The RGB pixels (its own buffer). */
+  /** The RGB pixels (its own buffer), scaled down when the video is larger than `maxFrameSide`. */
   image: RgbImage;
 }
 
@@ -86,6 +90,20 @@ export interface SampleFramesOptions {
   signal?: AbortSignal;
   /** Largest accepted `width * height` of a frame (default 100e6, as images); larger fails with `DECODE_FAILED`. */
   maxPixels?: number;
+  /**
+   * Frames whose longer side is over this many pixels are scaled down by ffmpeg (area averaging),
+   * keeping the aspect ratio, so that the longer side is this value (default 1920: a 3840x2160 video
+   * gives 1920x1080 frames). `Infinity` disables scaling (frames at the video's own size).
+   */
+  maxFrameSide?: number;
+  /**
+   * {@link sampleFrames} only: most bytes of decoded RGB pixels it keeps in total (default 1 GiB).
+   * Sampling stops at the last frame that fits; the result is then `partial`, with a message in
+   * `errors` that names this option. Fails with `DECODE_FAILED` when not even one frame fits.
+   * `Infinity` disables the limit. ({@link iterateFrames} holds only a few frames at a time and
+   * ignores it.)
+   */
+  maxTotalBytes?: number;
   /** A probe already made for this input (skips running ffprobe again). */
   probe?: VideoProbe;
 }
@@ -97,11 +115,12 @@ export interface SampleSummary {
   /** Frames delivered. */
   decoded: number;
   /**
-   * True when the video ended early or ffmpeg reported decoding errors (truncated/corrupt input):
-   * the frames delivered are good, but fewer or different from what was planned.
+   * True when the video ended early or ffmpeg reported decoding errors (truncated/corrupt input),
+   * or {@link sampleFrames} stopped at `maxTotalBytes`: the frames delivered are good, but fewer or
+   * different from what was planned.
    */
   partial: boolean;
-  /** ffmpeg's error messages, when any (at most 20). */
+  /** ffmpeg's error messages, when any (at most 20), and the reason when sampling stopped at `maxTotalBytes`. */
   errors: string[];
   /** The probe used. */
   probe: VideoProbe;
@@ -116,6 +135,19 @@ export interface SampleResult extends SampleSummary {
 const DEFAULT_TIMEOUT_MS = 300_000;
 const DEFAULT_PROBE_TIMEOUT_MS = 30_000;
 const DEFAULT_MAX_FRAMES = 1000;
+const DEFAULT_MAX_FRAME_SIDE = 1920;
+const DEFAULT_MAX_TOTAL_BYTES = 2 ** 30;
+
+/**
+ * A path as ffmpeg must see it: absolute with the `file:` protocol, so that nothing in the name
+ * (a leading '-', a `proto:` prefix) is read as an option or another protocol.
+ */
+function ffInput(file: string): string {
+  return `file:${path.resolve(file)}`;
+}
+
+/** Input options that keep ffmpeg/ffprobe (and any playlist they open) on local files. */
+const LOCAL_ONLY = ['-protocol_whitelist', 'file'];
 
 function ffmpegPath(): string {
   return process.env.DFDET_FFMPEG || 'ffmpeg';
@@ -232,7 +264,7 @@ export async function probeVideo(file: string, opts: ProbeOptions = {}): Promise
   const deadline = Date.now() + timeoutMs;
   const res = await runTool(
     ffprobePath(),
-    ['-v', 'error', '-print_format', 'json', '-show_streams', '-show_format', '--', file],
+    ['-v', 'error', ...LOCAL_ONLY, '-print_format', 'json', '-show_streams', '-show_format', '-i', ffInput(file)],
     'DFDET_FFPROBE',
     timeoutMs,
     opts.signal,
@@ -279,7 +311,7 @@ export async function probeVideo(file: string, opts: ProbeOptions = {}): Promise
     if (left <= 0) throw new DfdetError('TIMEOUT', `ffprobe of ${file} timed out after ${timeoutMs} ms`);
     const c = await runTool(
       ffprobePath(),
-      ['-v', 'error', '-select_streams', String(v.index ?? 'v:0'), '-count_packets', '-show_entries', 'stream=nb_read_packets', '-of', 'csv=p=0', '--', file],
+      ['-v', 'error', ...LOCAL_ONLY, '-select_streams', String(v.index ?? 'v:0'), '-count_packets', '-show_entries', 'stream=nb_read_packets', '-of', 'csv=p=0', '-i', ffInput(file)],
       'DFDET_FFPROBE',
       left,
       opts.signal,
@@ -293,7 +325,11 @@ export async function probeVideo(file: string, opts: ProbeOptions = {}): Promise
       frameCount = Math.max(1, Math.round(durationSec * fps));
     }
   }
-  const start = num(v.start_time);
+  // start_pts x time_base is the exact value ffmpeg computes for the first frame's `t`
+  // (start_time is printed with 6 decimals only).
+  const startPts = num(v.start_pts);
+  const tb = rate(v.time_base);
+  const start = Number.isInteger(startPts) && tb > 0 ? startPts * tb : num(v.start_time);
   return {
     durationSec,
     fps,
@@ -375,9 +411,11 @@ function makePlan(strategy: SamplingStrategy, probe: VideoProbe, maxFrames: numb
       const t0 = probe.startTimeSec;
       const buckets = probe.durationSec > 0 ? Math.ceil(probe.durationSec * r - 1e-9) : probe.frameCount;
       const planned = Math.min(maxFrames, Math.min(probe.frameCount, Math.max(1, buckets)));
-      // First frame of each 1/r-second bucket since the stream start.
+      // First frame of each 1/r-second bucket since the stream start (t is the file's own
+      // timestamp: ffmpeg runs with -copyts).
       return {
-        select: `isnan(prev_selected_t)+gt(floor((t-(${t0}))*${r})\\,floor((prev_selected_t-(${t0}))*${r}))`,
+        // (+1 ns: a frame exactly on a bucket boundary stays there despite rounding in t - t0.)
+        select: `isnan(prev_selected_t)+gt(floor((t-(${t0})+1e-9)*${r})\\,floor((prev_selected_t-(${t0})+1e-9)*${r}))`,
         planned,
       };
     }
@@ -429,9 +467,24 @@ async function withInputFile<T>(input: string | Uint8Array, fn: (file: string) =
  * @throws DfdetError `NOT_FOUND`, `DECODE_FAILED` (unreadable, no video stream, no frame decodable,
  *   frame over `maxPixels`), `UNSUPPORTED` (ffmpeg missing), `TIMEOUT`, `ABORTED`, `BAD_INPUT`.
  */
-export async function* iterateFrames(
+export function iterateFrames(input: string | Uint8Array, opts: SampleFramesOptions = {}): AsyncGenerator<VideoFrame, SampleSummary, undefined> {
+  return frameGenerator(input, opts, Infinity);
+}
+
+/** Frame-count and size limits of one decode. */
+interface Limits {
+  maxFrames: number;
+  maxPixels: number;
+  maxFrameSide: number;
+  /** Most bytes of pixels delivered in total (Infinity: no limit). */
+  maxTotalBytes: number;
+}
+
+/** {@link iterateFrames} with a total-bytes budget (used by {@link sampleFrames}). */
+async function* frameGenerator(
   input: string | Uint8Array,
-  opts: SampleFramesOptions = {},
+  opts: SampleFramesOptions,
+  maxTotalBytes: number,
 ): AsyncGenerator<VideoFrame, SampleSummary, undefined> {
   if (!opts || typeof opts !== 'object') invalidParameter('opts', 'an options object', opts);
   const strategy = checkStrategy(opts.strategy ?? { kind: 'uniform', count: 32 });
@@ -441,6 +494,10 @@ export async function* iterateFrames(
   checkTimeout('timeoutMs', timeoutMs);
   const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
   if (!Number.isInteger(maxPixels) || maxPixels < 1) invalidParameter('maxPixels', 'a positive integer', maxPixels);
+  const maxFrameSide = opts.maxFrameSide ?? DEFAULT_MAX_FRAME_SIDE;
+  if (maxFrameSide !== Infinity && (!Number.isInteger(maxFrameSide) || maxFrameSide < 1)) {
+    invalidParameter('maxFrameSide', 'a positive integer or Infinity', maxFrameSide);
+  }
   const signal = opts.signal;
   if (typeof input !== 'string' && !(input instanceof Uint8Array)) invalidParameter('input', 'a file path or a Buffer', input);
 
@@ -460,41 +517,70 @@ export async function* iterateFrames(
     const probe = opts.probe ?? (await probeVideo(file, { timeoutMs, signal }));
     const left = timeoutMs - (Date.now() - t0);
     if (left <= 0) throw new DfdetError('TIMEOUT', `Decoding ${file} timed out after ${timeoutMs} ms`);
-    return yield* decodeFrames(file, probe, strategy, maxFrames, maxPixels, left, timeoutMs, signal);
+    return yield* decodeFrames(file, probe, strategy, { maxFrames, maxPixels, maxFrameSide, maxTotalBytes }, left, timeoutMs, signal);
   } finally {
     if (tmpDir) await fs.promises.rm(tmpDir, { recursive: true, force: true });
   }
 }
 
+/**
+ * Size of the delivered frames: the video's own, or scaled down so that the longer side is
+ * `maxSide` (aspect kept, each side at least 1). `flags` is the scale filter's option suffix.
+ */
+function outputSize(w: number, h: number, maxSide: number): { width: number; height: number; flags: string } {
+  const long = Math.max(w, h);
+  if (long <= maxSide) return { width: w, height: h, flags: '' };
+  const f = maxSide / long;
+  // Area averaging: no aliasing when shrinking by large factors.
+  return { width: Math.max(1, Math.round(w * f)), height: Math.max(1, Math.round(h * f)), flags: ':flags=area' };
+}
+
 const SHOWINFO_RE = /\bn:\s*(\d+)\s+pts:\s*(-?\d+|NOPTS)\s+pts_time:(\S+)/;
+/** showinfo's input time base, printed once before the frames. */
+const SHOWINFO_TB_RE = /config in time_base:\s*(\d+)\/(\d+)/;
 
 async function* decodeFrames(
   file: string,
   probe: VideoProbe,
   strategy: SamplingStrategy,
-  maxFrames: number,
-  maxPixels: number,
+  limits: Limits,
   budgetMs: number,
   timeoutMs: number,
   signal: AbortSignal | undefined,
 ): AsyncGenerator<VideoFrame, SampleSummary, undefined> {
-  const { width, height } = probe;
-  if (width * height > maxPixels) {
-    throw new DfdetError('DECODE_FAILED', `Video ${file} is ${width}x${height} = ${width * height} pixels per frame, over the limit of ${maxPixels} (option maxPixels)`);
+  const { maxPixels, maxFrameSide, maxTotalBytes } = limits;
+  if (probe.width * probe.height > maxPixels) {
+    throw new DfdetError(
+      'DECODE_FAILED',
+      `Video ${file} is ${probe.width}x${probe.height} = ${probe.width * probe.height} pixels per frame, over the limit of ${maxPixels} (option maxPixels)`,
+    );
   }
-  const plan = makePlan(strategy, probe, maxFrames);
-  if (plan.planned === 0) return { planned: 0, decoded: 0, partial: false, errors: [], probe };
-  if (signal?.aborted) throw new DfdetError('ABORTED', `Decoding ${file} aborted`, { cause: signal.reason });
+  const { width, height, flags } = outputSize(probe.width, probe.height, maxFrameSide);
   const frameBytes = width * height * 3;
+  const plan = makePlan(strategy, probe, limits.maxFrames);
+  if (plan.planned === 0) return { planned: 0, decoded: 0, partial: false, errors: [], probe };
+  // The most frames that fit the byte budget; ffmpeg is told to stop there.
+  const fit = Math.floor(maxTotalBytes / frameBytes);
+  if (fit < 1) {
+    throw new DfdetError(
+      'DECODE_FAILED',
+      `One ${width}x${height} RGB frame of ${file} is ${frameBytes} bytes, over the limit of ${maxTotalBytes} (option maxTotalBytes)`,
+    );
+  }
+  const toDecode = Math.min(plan.planned, fit);
+  if (signal?.aborted) throw new DfdetError('ABORTED', `Decoding ${file} aborted`, { cause: signal.reason });
   const cmd = ffmpegPath();
-  const vf = `select='${plan.select}',showinfo,scale=${width}:${height},format=rgb24`;
+  const vf = `select='${plan.select}',showinfo,scale=${width}:${height}${flags},format=rgb24`;
   const args = [
     '-hide_banner', '-nostdin', '-nostats', '-loglevel', '+level+info',
-    '-i', file,
+    // -copyts: timestamps as stored in the file (ffmpeg would otherwise shift them by the
+    // container's start time); they are made relative to the video stream's start below.
+    ...LOCAL_ONLY, '-copyts',
+    '-i', ffInput(file),
     '-map', '0:v:0', '-an', '-sn', '-dn',
     '-vf', vf,
     ...(await passthroughArgs(cmd)),
-    '-frames:v', String(plan.planned),
+    '-frames:v', String(toDecode),
     '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1',
   ];
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -540,6 +626,7 @@ async function* decodeFrames(
     notify();
   });
   let errTail = '';
+  let showinfoTb = 0;
   child.stderr!.on('data', (d: Buffer) => {
     const text = errTail + d.toString('utf8');
     const lines = text.split('\n');
@@ -547,7 +634,10 @@ async function* decodeFrames(
     for (const line of lines) {
       if (line.includes('Parsed_showinfo')) {
         const m = SHOWINFO_RE.exec(line);
-        if (m) times.push(m[3] === 'NOPTS' ? NaN : Number(m[3]));
+        // pts x time base: pts_time has only 6 significant digits (10 ms steps past 1000 s).
+        if (m) times.push(m[2] === 'NOPTS' ? NaN : showinfoTb > 0 ? Number(m[2]) * showinfoTb : Number(m[3]));
+        const tbm = m ? null : SHOWINFO_TB_RE.exec(line);
+        if (tbm) showinfoTb = rate(`${tbm[1]}/${tbm[2]}`);
       } else if (/\[(error|fatal|panic)\]/.test(line) && errors.length < 20) {
         errors.push(line.replace(/^.*\[(error|fatal|panic)\]\s*/, '').trim());
       }
@@ -580,7 +670,7 @@ async function* decodeFrames(
         let index: number;
         if (plan.indices) index = plan.indices[decoded];
         else if (strategy.kind === 'every') index = decoded * strategy.k;
-        else index = tsKnown && probe.fps > 0 ? Math.round(timestampSec * probe.fps) : decoded;
+        else index = tsKnown && probe.fps > 0 ? Math.max(0, Math.round(timestampSec * probe.fps)) : decoded;
         const image: RgbImage = { data: new Uint8Array(data.buffer, data.byteOffset, frameBytes), width, height };
         decoded++;
         yield { index, timestampSec: tsKnown ? Math.max(0, timestampSec) : NaN, image };
@@ -593,13 +683,18 @@ async function* decodeFrames(
     }
     if (failure) throw failure;
     const exitedBadly = exitCode !== 0;
+    // Stopped by the byte budget (not by the end of the video) before the plan was done.
+    const overBudget = toDecode < plan.planned && decoded === toDecode;
+    if (overBudget) {
+      errors.push(`stopped after ${decoded} frames: ${width}x${height} RGB frames take ${frameBytes} bytes each and the limit is ${maxTotalBytes} (option maxTotalBytes)`);
+    }
     if (decoded === 0) {
       const why = errors.length ? errors[errors.length - 1] : exitedBadly ? `ffmpeg exited with code ${exitCode}` : 'no frame could be decoded';
       throw new DfdetError('DECODE_FAILED', `Could not decode video ${file}: ${why}`, { details: { path: file, errors } });
     }
     // Fewer frames than planned means a short read, unless the plan itself was an estimate.
     const planExact = plan.indices !== undefined || (strategy.kind === 'every' && probe.frameCountExact);
-    const partial = exitedBadly || errors.length > 0 || filled > 0 || (decoded < plan.planned && planExact);
+    const partial = exitedBadly || errors.length > 0 || filled > 0 || overBudget || (decoded < plan.planned && planExact);
     return { planned: plan.planned, decoded, partial, errors, probe };
   } finally {
     clearTimeout(timer);
@@ -618,11 +713,16 @@ async function* decodeFrames(
  * @param opts - See {@link SampleFramesOptions}.
  * @returns Frames in presentation order plus the {@link SampleSummary} (`partial` for truncated or
  *   corrupt videos that still gave some frames).
- * @throws DfdetError as {@link iterateFrames}.
+ * @throws DfdetError as {@link iterateFrames}; also `DECODE_FAILED` when one frame is over
+ *   `maxTotalBytes`, `BAD_INPUT` for a bad `maxTotalBytes`.
  */
 export async function sampleFrames(input: string | Uint8Array, opts: SampleFramesOptions = {}): Promise<SampleResult> {
+  const maxTotalBytes = (opts && typeof opts === 'object' ? opts.maxTotalBytes : undefined) ?? DEFAULT_MAX_TOTAL_BYTES;
+  if (maxTotalBytes !== Infinity && (!Number.isInteger(maxTotalBytes) || maxTotalBytes < 1)) {
+    invalidParameter('maxTotalBytes', 'a positive integer or Infinity', maxTotalBytes);
+  }
   const frames: VideoFrame[] = [];
-  const it = iterateFrames(input, opts);
+  const it = frameGenerator(input, opts, maxTotalBytes);
   for (;;) {
     const r = await it.next();
     if (r.done === true) return { frames, ...r.value };
