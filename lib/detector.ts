@@ -76,7 +76,11 @@ export interface DetectorOptions {
 
 /** Per-call options. */
 export interface DetectCallOptions {
-  /** Aborts the call: pending inputs end with an ABORTED error result. */
+  /**
+   * Aborts the call: inputs not yet started end with an ABORTED error result (not decoded), those
+   * running stop at their next step. `detectStream` takes no further input from an iterable once
+   * aborted (every input already taken gets a result); an array's inputs all get a result.
+   */
   signal?: AbortSignal;
 }
 
@@ -291,40 +295,104 @@ export class Detector {
   detect(inputs: readonly DetectInput[], options?: DetectCallOptions): Promise<DetectResult[]>;
   async detect(input: DetectInput | readonly DetectInput[], options: DetectCallOptions = {}): Promise<DetectResult | DetectResult[]> {
     this.#checkAlive();
+    // Tracked from the first line, so dispose() waits for the whole call (folder expansion included).
+    return this.#track(this.#detect(input, options));
+  }
+
+  async #detect(input: DetectInput | readonly DetectInput[], options: DetectCallOptions): Promise<DetectResult | DetectResult[]> {
     if (Array.isArray(input)) {
       const out: DetectResult[] = [];
-      for await (const r of this.detectStream(input as readonly DetectInput[], options)) out.push(r);
+      for await (const r of this.#stream(input as readonly DetectInput[], options.signal, false)) out.push(r);
       return out.sort((a, b) => a.index - b.index);
     }
     const sources = await this.#sourcesOf(input as DetectInput, 0);
     if (sources.length !== 1 || 'error' in sources[0]!) {
-      if (sources.length === 1) return this.#track(this.#analyzeSource(sources[0]!, 0, options.signal));
+      if (sources.length === 1) return this.#analyzeSource(sources[0]!, 0, options.signal);
       throw new DfdetError('BAD_INPUT', `${String(input)} is a folder (${sources.length} files): pass it in an array or use detectStream()`);
     }
-    return this.#track(this.#analyzeSource(sources[0]!, 0, options.signal));
+    return this.#analyzeSource(sources[0]!, 0, options.signal);
   }
 
   /**
    * Streams results as they finish, for large collections: at most `concurrency` inputs are
    * decoded at once, so memory stays bounded whatever the input size. Folders expand lazily.
+   *
+   * dispose() waits for the stream's work in flight: the input being taken apart and the inputs
+   * running. Inputs the stream would start after dispose() (when the consumer asks for more) end
+   * with a DISPOSED result instead, and no further input is taken from an iterable.
    */
   async *detectStream(inputs: AsyncIterable<DetectInput> | Iterable<DetectInput>, options: DetectCallOptions = {}): AsyncGenerator<DetectResult> {
     this.#checkAlive();
+    yield* this.#stream(inputs, options.signal, true);
+  }
+
+  /**
+   * The core of detect([...]) and detectStream. `external`: the consumer is the caller's code, which
+   * may pause at a yield for as long as it likes, so the stream counts as work in flight (for
+   * dispose) from its first line, but never while paused at a yield or waiting for an async
+   * iterable's next input.
+   */
+  async *#stream(inputs: AsyncIterable<DetectInput> | Iterable<DetectInput>, signal: AbortSignal | undefined, external: boolean): AsyncGenerator<DetectResult> {
+    let release: (() => void) | undefined;
+    // True once the stream resumed after dispose(): it starts no more work.
+    let cut = false;
+    const acquire = (): void => {
+      release ??= this.#hold();
+      if (external && !release) cut = true;
+    };
+    const letGo = (): void => {
+      release?.();
+      release = undefined;
+    };
+    acquire();
     const limit = this.#opts.concurrency;
+    // An array's inputs cost nothing to take, so each gets a result even after an abort.
+    const finishAll = Array.isArray(inputs);
+    const isAsync = Symbol.asyncIterator in Object(inputs);
+    const it = isAsync ? (inputs as AsyncIterable<DetectInput>)[Symbol.asyncIterator]() : (inputs as Iterable<DetectInput>)[Symbol.iterator]();
     const running = new Map<number, Promise<{ id: number; result: DetectResult }>>();
     let index = 0;
     let id = 0;
-    for await (const input of inputs as AsyncIterable<DetectInput>) {
-      for (const s of await this.#sourcesOf(input, index)) {
-        const myId = id++;
-        const myIndex = index++;
-        running.set(myId, this.#track(this.#analyzeSource(s, myIndex, options.signal)).then((result) => ({ id: myId, result })));
-        if (running.size >= limit) {
-          const done = await Promise.race(running.values());
-          running.delete(done.id);
-          yield done.result;
+    let finished = false;
+    try {
+      for (;;) {
+        // A slow async iterable is not work in flight; taking from a sync one is instant.
+        if (isAsync) letGo();
+        let next: IteratorResult<DetectInput>;
+        try {
+          next = await it.next();
+        } catch (e) {
+          finished = true;
+          throw e;
         }
+        if (next.done) {
+          finished = true;
+          break;
+        }
+        const input = next.value;
+        acquire();
+        // Stopped: the input gets its result without being expanded or decoded.
+        const code = signal?.aborted ? 'ABORTED' : cut ? 'DISPOSED' : undefined;
+        const sources = code ? [{ name: inputName(input, index), error: stopError(code) }] : await this.#sourcesOf(input, index);
+        for (const s of sources) {
+          const myId = id++;
+          const myIndex = index++;
+          const source = cut && !('error' in s) ? { name: s.name, error: stopError('DISPOSED') } : s;
+          running.set(myId, this.#track(this.#analyzeSource(source, myIndex, signal)).then((result) => ({ id: myId, result })));
+          if (running.size >= limit) {
+            const done = await Promise.race(running.values());
+            running.delete(done.id);
+            letGo();
+            yield done.result;
+            acquire();
+          }
+        }
+        // Take no further input once aborted or disposed (an array's inputs still get their results).
+        if (!finishAll && (signal?.aborted || (external && this.#disposed))) break;
       }
+    } finally {
+      letGo();
+      if (!finished) await it.return?.();
     }
     while (running.size > 0) {
       const done = await Promise.race(running.values());
@@ -336,6 +404,11 @@ export class Detector {
   /** Normalised CLS features of every face of an image or video (the detector's `features` method). */
   async embed(input: DetectInput, options: DetectCallOptions = {}): Promise<EmbedResult> {
     this.#checkAlive();
+    // Tracked from the first line: dispose() waits for it (and closes the batcher it may create).
+    return this.#track(this.#embedOne(input, options));
+  }
+
+  async #embedOne(input: DetectInput, options: DetectCallOptions): Promise<EmbedResult> {
     if (!this.#model.info.methods.includes('features'))
       throw new DfdetError('UNSUPPORTED', `${this.identity.name} has no features method (convert it with dfdet convert to get one)`);
     const size = this.metadata.input.size;
@@ -360,7 +433,8 @@ export class Detector {
   /** Waits for calls in flight, then frees both models. Later calls reject with DISPOSED. Idempotent. */
   dispose(): Promise<void> {
     this.#disposed ??= (async () => {
-      await Promise.allSettled([...this.#inFlight]);
+      // Work in flight may start more tracked work (a stream starting its next input): wait until none is left.
+      while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
       await Promise.all([this.#score.close(), this.#embed?.close()]);
       await Promise.all([this.#model.dispose(), this.#faceModel?.dispose()]);
     })();
@@ -382,12 +456,19 @@ export class Detector {
     return p;
   }
 
+  /** Marks work in flight until the returned function is called; undefined once dispose() was called. */
+  #hold(): (() => void) | undefined {
+    if (this.#disposed) return undefined;
+    let release!: () => void;
+    this.#track(new Promise<void>((r) => (release = r)));
+    return release;
+  }
+
   async #sourcesOf(input: DetectInput, index: number): Promise<(MediaSource | { name: string; error: DetectResult['error'] & object })[]> {
     try {
       return await resolveInput(input);
     } catch (e) {
-      const name = typeof input === 'string' ? input : typeof input === 'object' && input && 'path' in input && typeof input.path === 'string' ? input.path : `<input ${index}>`;
-      return [{ name, error: toResultError(e) }];
+      return [{ name: inputName(input, index), error: toResultError(e) }];
     }
   }
 
@@ -420,6 +501,8 @@ export class Detector {
   /** Decode, find faces, crop, score: the shared core of detect and embed. */
   async #run(source: MediaSource, batcher: Batcher, signal?: AbortSignal): Promise<RunOutput> {
     const o = this.#opts;
+    // Not started yet: an aborted call decodes nothing (decodeImage takes no signal).
+    throwIfAborted(signal);
     const input = source.path ?? source.bytes!;
     const t0 = performance.now();
     let images: RgbImage[];
@@ -544,6 +627,16 @@ export function softmaxFake(logits: ArrayLike<number>): number {
 
 function zeroTimings() {
   return { decodeMs: 0, facesMs: 0, scoreMs: 0, totalMs: 0 };
+}
+
+/** The name results use for an input (before it was resolved). */
+function inputName(input: DetectInput, index: number): string {
+  return typeof input === 'string' ? input : typeof input === 'object' && input && 'path' in input && typeof input.path === 'string' ? input.path : `<input ${index}>`;
+}
+
+/** The result error of an input that was never started. */
+function stopError(code: 'ABORTED' | 'DISPOSED'): { code: ErrorCode; message: string } {
+  return { code, message: code === 'ABORTED' ? 'aborted' : 'the detector was disposed' };
 }
 
 function throwIfAborted(signal?: AbortSignal): void {

@@ -25,6 +25,11 @@ if (!havePhotos) {
   console.warn(`SKIPPED: ${msg}`);
 }
 const haveFfmpeg = spawnSync('ffmpeg', ['-version']).status === 0;
+if (!haveFfmpeg) {
+  const msg = 'ffmpeg missing: the video tests need it (scripts/setup-system.sh --test)';
+  if (process.env.CI) throw new Error(msg);
+  console.warn(`SKIPPED: ${msg}`);
+}
 
 let dir: string;
 let modelPath: string;
@@ -215,3 +220,75 @@ describe.skipIf(!havePhotos)('batching and lifecycle', () => {
     await expect(Detector.create({ model: notModel })).rejects.toMatchObject({ code: 'MODEL_LOAD_FAILED' });
   });
 });
+
+describe('abort and dispose', () => {
+  it('an aborted detectStream takes no further input; every input taken gets a result, ABORTED when not started', async () => {
+    const d = await Detector.create({ model: modelPath, faces: 'none', concurrency: 2 });
+    const files = await Promise.all(Array.from({ length: 8 }, (_, i) => blank(path.join(dir, `ab${i}.png`), 40 + i, 40)));
+    const ac = new AbortController();
+    let taken = 0;
+    async function* gen() {
+      for (const f of files) {
+        taken++;
+        if (taken === 3) ac.abort(); // fires while the stream waits for its third input
+        yield f;
+      }
+    }
+    const rs: DetectResult[] = [];
+    for await (const r of d.detectStream(gen(), { signal: ac.signal })) rs.push(r);
+    expect(taken).toBe(3);
+    // The result yielded before the abort is one of the first two inputs, scored.
+    expectScored(rs[0]!);
+    expect([0, 1]).toContain(rs[0]!.index);
+    rs.sort((a, b) => a.index - b.index);
+    expect(rs.map((r) => r.index)).toEqual([0, 1, 2]);
+    expect(rs[2]).toMatchObject({ source: files[2], kind: 'unknown', pFake: null, error: { code: 'ABORTED' } });
+    expect(d.stats.inputs).toBe(3);
+    // An array's inputs all get a result, ABORTED without being decoded.
+    const all = await d.detect(files, { signal: ac.signal });
+    expect(all.map((r) => [r.index, r.source, r.error?.code])).toEqual(files.map((f, i) => [i, f, 'ABORTED']));
+    await d.dispose();
+  });
+
+  it('an aborted call decodes nothing it had not started', async () => {
+    const d = await Detector.create({ model: modelPath, faces: 'none' });
+    // Undecodable: without the abort this is DECODE_FAILED, which only decoding can find out.
+    const bad = path.join(dir, 'undecodable.png');
+    fs.writeFileSync(bad, Buffer.concat([Buffer.from('89504e470d0a1a0a', 'hex'), Buffer.alloc(4000, 7)]));
+    expect((await d.detect(bad)).error?.code).toBe('DECODE_FAILED');
+    const r = await d.detect(bad, { signal: AbortSignal.abort() });
+    expect(r).toMatchObject({ kind: 'image', pFake: null, error: { code: 'ABORTED' } });
+    expect((await d.embed(bad, { signal: AbortSignal.abort() })).error?.code).toBe('ABORTED');
+    await d.dispose();
+  });
+
+  it('dispose() waits for every call in flight (detect, detect([...]), embed, a running stream), which all finish', async () => {
+    const d = await Detector.create({ model: modelPath, faces: 'none', concurrency: 2 });
+    const files = await Promise.all(Array.from({ length: 9 }, (_, i) => blank(path.join(dir, `dp${i}.png`), 48 + i, 48)));
+    const single = d.detect(files[0]!);
+    const many = d.detect(files.slice(1, 5));
+    const embedded = d.embed(files[5]!);
+    const stream = d.detectStream(files.slice(6, 9));
+    const first = stream.next();
+    await d.dispose();
+    expectScored(await single);
+    const rs = await many;
+    expect(rs).toHaveLength(4);
+    rs.forEach(expectScored);
+    const e = await embedded;
+    expect(e.error).toBeUndefined();
+    expect(e.faces).toHaveLength(1);
+    expect(Math.hypot(...e.faces[0]!.embedding)).toBeCloseTo(1, 5);
+    // The stream had started two inputs (its concurrency) before reaching its first yield: those
+    // finish. The input it would start after dispose() ends DISPOSED; nothing runs on freed models.
+    const streamed = [(await first).value as DetectResult];
+    for await (const r of stream) streamed.push(r);
+    streamed.sort((a, b) => a.index - b.index);
+    expect(streamed.map((r) => r.index)).toEqual([0, 1, 2]);
+    expectScored(streamed[0]!);
+    expectScored(streamed[1]!);
+    expect(streamed[2]!.error?.code).toBe('DISPOSED');
+    await expect(d.embed(files[0]!)).rejects.toMatchObject({ code: 'DISPOSED' });
+  });
+});
+
