@@ -2,6 +2,11 @@
  * Download a registry model into the cache: redirects (the hub sends LFS files to a CDN), resume of
  * `.part` files with Range requests, sha256 verification, bounded retries, atomic rename, then the
  * caller's convert step and a manifest entry.
+ *
+ * Resuming never splices two versions of a file: the validators of the response that started a
+ * `.part` (ETag, Last-Modified, the hub's X-Linked-Etag) are kept next to it in `<file>.part.json`;
+ * a resume sends `If-Range`, and keeps the server's 206 only when the server still shows the same
+ * version, or when the result is checked against a sha256 anyway. Otherwise it starts from zero.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -87,6 +92,50 @@ function abortedError(cause?: unknown): DfdetError {
 /** An error worth retrying (network drop, stall, truncated body, 5xx). */
 class RetryableError extends Error {}
 
+/** The `.part` was discarded (another version of the file): download again from zero, no retry counted. */
+class RestartFromZero extends Error {}
+
+/** What identified the version of the file whose bytes a `.part` holds (`<file>.part.json`). */
+interface PartInfo {
+  /** URL requested. */
+  url: string;
+  /** Strong ETag of the response that started the `.part`. */
+  etag: string | null;
+  /** Its Last-Modified. */
+  lastModified: string | null;
+  /** The hub's X-Linked-Etag on the redirect. */
+  linkedEtag: string | null;
+  /** sha256 the server announced (X-Linked-Etag / ETag), if any. */
+  sha256: string | null;
+}
+
+function partInfoPath(part: string): string {
+  return `${part}.json`;
+}
+
+/** The stored validators of a `.part`, or null when missing/unreadable (a `.part` from an older dfdet). */
+async function readPartInfo(part: string): Promise<PartInfo | null> {
+  try {
+    const v = JSON.parse(await fs.promises.readFile(partInfoPath(part), 'utf8')) as Partial<PartInfo>;
+    const str = (x: unknown): string | null => (typeof x === 'string' && x !== '' ? x : null);
+    if (!v || typeof v !== 'object' || typeof v.url !== 'string') return null;
+    return { url: v.url, etag: str(v.etag), lastModified: str(v.lastModified), linkedEtag: str(v.linkedEtag), sha256: str(v.sha256) };
+  } catch {
+    return null;
+  }
+}
+
+/** Remove a `.part` and its validators. */
+async function removePart(part: string): Promise<void> {
+  await fs.promises.rm(part, { force: true });
+  await fs.promises.rm(partInfoPath(part), { force: true });
+}
+
+/** A strong ETag (weak ones must not be used in If-Range, RFC 9110 13.1.5), else null. */
+function strongEtag(v: string | null): string | null {
+  return v && !/^W\//i.test(v.trim()) ? v.trim() : null;
+}
+
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(abortedError(signal.reason));
@@ -131,9 +180,10 @@ async function request(
   headers: Record<string, string>,
   ctx: Ctx,
   signal: AbortSignal,
-): Promise<{ res: Response; etagSha: string | null; finalUrl: string }> {
+): Promise<{ res: Response; etagSha: string | null; linkedEtag: string | null; finalUrl: string }> {
   let current = url;
   let etagSha: string | null = null;
+  let linkedEtag: string | null = null;
   for (let hop = 0; hop <= 10; hop++) {
     let res: Response;
     try {
@@ -142,6 +192,7 @@ async function request(
       if (ctx.signal?.aborted) throw abortedError(e);
       throw new RetryableError(`request to ${current} failed: ${(e as Error).message}`, { cause: e });
     }
+    linkedEtag = linkedEtag ?? res.headers.get('x-linked-etag');
     etagSha = etagSha ?? sha256FromEtag(res.headers.get('x-linked-etag'));
     if (res.status >= 300 && res.status < 400 && res.headers.get('location')) {
       await res.body?.cancel().catch(() => undefined);
@@ -149,7 +200,7 @@ async function request(
       continue;
     }
     etagSha = etagSha ?? sha256FromEtag(res.headers.get('etag'));
-    return { res, etagSha, finalUrl: current };
+    return { res, etagSha, linkedEtag, finalUrl: current };
   }
   throw new DfdetError('DOWNLOAD_FAILED', `Too many redirects for ${url}`, { details: { url } });
 }
@@ -171,9 +222,20 @@ async function fileSize(p: string): Promise<number> {
  * @returns the sha256 announced by the server (or null).
  */
 async function attempt(url: string, part: string, file: RegistryFile, ctx: Ctx): Promise<string | null> {
-  const offset = await fileSize(part);
+  let offset = await fileSize(part);
+  const stored = offset > 0 ? await readPartInfo(part) : null;
+  if (stored && (stored.url !== url || (!stored.etag && !stored.lastModified && !stored.sha256 && !file.sha256))) {
+    // Nothing could tell whether the server still has the same version: do not splice blindly.
+    await removePart(part);
+    offset = 0;
+  }
   const headers: Record<string, string> = { 'accept-encoding': 'identity', 'user-agent': 'dfdet' };
-  if (offset > 0) headers.range = `bytes=${offset}-`;
+  if (offset > 0) {
+    headers.range = `bytes=${offset}-`;
+    // A server whose file changed answers 200 with the whole new file instead of the range.
+    const ifRange = stored?.etag ?? stored?.lastModified;
+    if (ifRange) headers['if-range'] = ifRange;
+  }
   const ctrl = new AbortController();
   const onAbort = (): void => ctrl.abort(ctx.signal?.reason);
   ctx.signal?.addEventListener('abort', onAbort, { once: true });
@@ -188,7 +250,9 @@ async function attempt(url: string, part: string, file: RegistryFile, ctx: Ctx):
   };
   try {
     arm();
-    const { res, etagSha } = await request(url, headers, ctx, ctrl.signal);
+    const { res, etagSha, linkedEtag } = await request(url, headers, ctx, ctrl.signal);
+    const etag = strongEtag(res.headers.get('etag'));
+    const lastModified = res.headers.get('last-modified');
     let start: number;
     let total: number | null;
     const length = res.headers.get('content-length');
@@ -197,8 +261,15 @@ async function attempt(url: string, part: string, file: RegistryFile, ctx: Ctx):
       if (!cr || cr.start !== offset) {
         // A range we did not ask for: start over rather than splice wrong bytes.
         await res.body?.cancel().catch(() => undefined);
-        await fs.promises.rm(part, { force: true });
+        await removePart(part);
         throw new RetryableError(`server answered range ${res.headers.get('content-range')} for offset ${offset}`);
+      }
+      if (!sameVersion(stored, { etag, lastModified, linkedEtag }, file.sha256 ?? etagSha)) {
+        // The server ignored If-Range (or there was nothing to send) and nothing proves that the
+        // rest belongs to the bytes we have: start over.
+        await res.body?.cancel().catch(() => undefined);
+        await removePart(part);
+        throw new RestartFromZero(`${file.name} may have changed on the server since the .part was started`);
       }
       start = offset;
       total = cr.total ?? (length !== null ? offset + Number(length) : null);
@@ -209,7 +280,7 @@ async function attempt(url: string, part: string, file: RegistryFile, ctx: Ctx):
     } else if (res.status === 416 && offset > 0) {
       // The .part is not a prefix we can extend (e.g. larger than the file): restart.
       await res.body?.cancel().catch(() => undefined);
-      await fs.promises.rm(part, { force: true });
+      await removePart(part);
       throw new RetryableError(`range ${offset}- not satisfiable`);
     } else {
       await res.body?.cancel().catch(() => undefined);
@@ -224,6 +295,11 @@ async function attempt(url: string, part: string, file: RegistryFile, ctx: Ctx):
       });
     }
     if (!res.body) throw new RetryableError(`empty body from ${url}`);
+    if (start === 0) {
+      // Before the first byte: an interrupted download must find the validators of its bytes.
+      const info: PartInfo = { url, etag, lastModified, linkedEtag, sha256: etagSha };
+      await fs.promises.writeFile(partInfoPath(part), JSON.stringify(info));
+    }
     const fh = await fs.promises.open(part, start === 0 ? 'w' : 'a');
     let bytes = start;
     try {
@@ -262,7 +338,25 @@ async function attempt(url: string, part: string, file: RegistryFile, ctx: Ctx):
   }
 }
 
-/** Download one file to `dest` (via `dest.part`), verified. */
+/**
+ * Whether a 206 continues the bytes of the `.part`: no validator the server sends contradicts the
+ * stored ones, and either the result will be checked against a sha256 or one validator matches.
+ */
+function sameVersion(
+  stored: PartInfo | null,
+  now: { etag: string | null; lastModified: string | null; linkedEtag: string | null },
+  sha256: string | null,
+): boolean {
+  const pairs: [string | null | undefined, string | null][] = [
+    [stored?.etag, now.etag],
+    [stored?.linkedEtag, now.linkedEtag],
+    [stored?.lastModified, now.lastModified],
+  ];
+  if (pairs.some(([a, b]) => a && b && a !== b)) return false;
+  return sha256 !== null || pairs.some(([a, b]) => a && a === b);
+}
+
+/** Download one file to `dest` (via `dest.part`, validators in `dest.part.json`), verified. */
 async function downloadFile(url: string, dest: string, file: RegistryFile, ctx: Ctx): Promise<CachedFile> {
   const part = `${dest}.part`;
   await fs.promises.mkdir(path.dirname(dest), { recursive: true });
@@ -274,6 +368,7 @@ async function downloadFile(url: string, dest: string, file: RegistryFile, ctx: 
     try {
       etagSha = await attempt(url, part, file, ctx);
     } catch (e) {
+      if (e instanceof RestartFromZero) continue; // the .part is gone: the next attempt has no Range
       if (!(e instanceof RetryableError)) throw e;
       failures++;
       if (failures > ctx.retries) {
@@ -290,7 +385,7 @@ async function downloadFile(url: string, dest: string, file: RegistryFile, ctx: 
     const actual = await sha256File(part);
     const badSize = file.size !== undefined && size !== file.size;
     if ((expected && actual !== expected) || badSize) {
-      await fs.promises.rm(part, { force: true });
+      await removePart(part);
       // Bytes resumed from an older .part may come from another version of the file: retry once from zero.
       if (resumed && !restartedAfterMismatch) {
         restartedAfterMismatch = true;
@@ -305,6 +400,7 @@ async function downloadFile(url: string, dest: string, file: RegistryFile, ctx: 
       );
     }
     await fs.promises.rename(part, dest);
+    await fs.promises.rm(partInfoPath(part), { force: true });
     return {
       name: file.name,
       url,
@@ -375,7 +471,7 @@ export async function pull(model: string | RegistryEntry, options: PullOptions =
       options.onProgress?.({ file: f.name, fileIndex: i, fileCount: entry.files.length, bytes: known.size, total: known.size, cached: true });
       continue;
     }
-    if (options.force) await fs.promises.rm(`${dest}.part`, { force: true });
+    if (options.force) await removePart(`${dest}.part`);
     const ctx: Ctx = {
       fetchImpl,
       signal: options.signal,

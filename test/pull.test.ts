@@ -36,9 +36,16 @@ const FILES: Record<string, Buffer> = {
 interface Logged {
   url: string;
   range: string | undefined;
+  ifRange?: string;
   status: number;
 }
 let log: Logged[] = [];
+/** Two versions of a file of the same size (a splice of them has the right size too). */
+const MUTABLE = {
+  A: { data: bytes(300_000, 7), etag: '"v1"', lastModified: 'Mon, 01 Jan 2024 00:00:00 GMT' },
+  B: { data: bytes(300_000, 8), etag: '"v2"', lastModified: 'Tue, 02 Jan 2024 00:00:00 GMT' },
+};
+const mutableCount = new Map<string, number>();
 const firstSeen = new Set<string>();
 let server: http.Server;
 let base: string;
@@ -66,6 +73,7 @@ function sendFile(req: http.IncomingMessage, res: http.ServerResponse, data: Buf
 function handler(req: http.IncomingMessage, res: http.ServerResponse): void {
   const url = req.url ?? '';
   const entry: Logged = { url, range: req.headers.range, status: 0 };
+  if (req.headers['if-range'] !== undefined) entry.ifRange = String(req.headers['if-range']);
   log.push(entry);
   // Hub: /<owner>/<repo>/resolve/main/<file> → 302 to the CDN with X-Linked-Etag (LFS files).
   let m = /^\/[^/]+\/[^/]+\/resolve\/main\/(.+)$/.exec(url);
@@ -120,6 +128,30 @@ function handler(req: http.IncomingMessage, res: http.ServerResponse): void {
       return;
     }
     entry.status = sendFile(req, res, data, true);
+    return;
+  }
+  // A file that may change between requests: /mutable/<flags>/<name>, flags comma-separated:
+  // drop (the first answer stops after 150 kB), change (version B after the first request, else A),
+  // etag / lastmod (send these validators), ifrange (honour If-Range; otherwise Range is always served).
+  m = /^\/mutable\/([^/]+)\/(.+)$/.exec(url);
+  if (m) {
+    const flags = new Set(m[1]!.split(','));
+    const key = url;
+    const count = mutableCount.get(key) ?? 0;
+    mutableCount.set(key, count + 1);
+    const v = flags.has('change') && count > 0 ? MUTABLE.B : MUTABLE.A;
+    const validators: Record<string, string> = {};
+    if (flags.has('etag')) validators.etag = v.etag;
+    if (flags.has('lastmod')) validators['last-modified'] = v.lastModified;
+    if (flags.has('drop') && count === 0) {
+      res.writeHead(200, { 'content-length': v.data.length, ...validators });
+      res.write(v.data.subarray(0, 150_000), () => setTimeout(() => res.socket?.destroy(), 20));
+      entry.status = -200;
+      return;
+    }
+    const ifRange = req.headers['if-range'];
+    const rangeOk = !flags.has('ifrange') || ifRange === undefined || ifRange === validators.etag || ifRange === validators['last-modified'];
+    entry.status = sendFile(req, res, v.data, rangeOk, validators);
     return;
   }
   if (url === '/err500') {
@@ -363,6 +395,92 @@ describe('pull', () => {
     const r = await pull(e, { cacheDir, baseUrl: base, ...fast });
     expect(log[0]!.url).toBe('/owner/mirror/resolve/main/model.ckpt');
     expect(r.files[0]!.url).toBe(`${base}/owner/mirror/resolve/main/model.ckpt`);
+  });
+
+  describe('a resume never splices two versions of a file', () => {
+    /** Entry of one file on the mutable route, with no sha256 anywhere (verifiedBy 'none'). */
+    const mutable = (name: string, flags: string): RegistryEntry => ({
+      ...entry(name, ['x']),
+      files: [{ name: 'mut.bin', url: `${base}/mutable/${flags}/mut.bin` }],
+    });
+    const requests = () => log.map((l) => [l.range === undefined ? 'full' : 'range', l.ifRange ?? null, l.status]);
+    const resumedAt = () => Number(/(\d+)/.exec(log[1]!.range!)![1]);
+
+    it('changed file, server honours If-Range: the new file, whole', async () => {
+      const cacheDir = path.join(tmp, 'm1');
+      const r = await pull(mutable('owner/m1', 'drop,change,etag,lastmod,ifrange'), { cacheDir, ...fast });
+      expect(requests()).toEqual([
+        ['full', null, -200],
+        ['range', '"v1"', 200],
+      ]);
+      expect(resumedAt()).toBeGreaterThan(0);
+      expect(fs.readFileSync(r.files[0]!.path).equals(MUTABLE.B.data)).toBe(true);
+      expect(r.files[0]!.verifiedBy).toBe('none');
+      expect(fs.readdirSync(r.dir).sort()).toEqual(['manifest.json', 'mut.bin']);
+    });
+
+    it('changed file, server ignores If-Range: the 206 is dropped and the new file downloaded from zero', async () => {
+      const cacheDir = path.join(tmp, 'm2');
+      const r = await pull(mutable('owner/m2', 'drop,change,etag'), { cacheDir, ...fast });
+      expect(requests()).toEqual([
+        ['full', null, -200],
+        ['range', '"v1"', 206],
+        ['full', null, 200],
+      ]);
+      expect(fs.readFileSync(r.files[0]!.path).equals(MUTABLE.B.data)).toBe(true);
+    });
+
+    it('changed file, only Last-Modified, server ignores If-Range: restarted from zero', async () => {
+      const cacheDir = path.join(tmp, 'm3');
+      const r = await pull(mutable('owner/m3', 'drop,change,lastmod'), { cacheDir, ...fast });
+      expect(requests()).toEqual([
+        ['full', null, -200],
+        ['range', MUTABLE.A.lastModified, 206],
+        ['full', null, 200],
+      ]);
+      expect(fs.readFileSync(r.files[0]!.path).equals(MUTABLE.B.data)).toBe(true);
+    });
+
+    it('no validator and no sha256: never resumed, downloaded again from zero', async () => {
+      const cacheDir = path.join(tmp, 'm4');
+      const r = await pull(mutable('owner/m4', 'drop,change'), { cacheDir, ...fast });
+      expect(requests()).toEqual([
+        ['full', null, -200],
+        ['full', null, 200],
+      ]);
+      expect(fs.readFileSync(r.files[0]!.path).equals(MUTABLE.B.data)).toBe(true);
+    });
+
+    it('a .part without stored validators (older dfdet) and no sha256 is not spliced', async () => {
+      const cacheDir = path.join(tmp, 'm5');
+      const e = mutable('owner/m5', 'change');
+      mutableCount.set(new URL(e.files[0]!.url).pathname, 1); // the server already has version B
+      const dir = modelCacheDir(e.name, cacheDir);
+      fs.mkdirSync(dir, { recursive: true });
+      fs.writeFileSync(path.join(dir, 'mut.bin.part'), MUTABLE.A.data.subarray(0, 100_000));
+      const r = await pull(e, { cacheDir, ...fast });
+      expect(requests()).toEqual([
+        ['range', null, 206],
+        ['full', null, 200],
+      ]);
+      expect(fs.readFileSync(r.files[0]!.path).equals(MUTABLE.B.data)).toBe(true);
+    });
+
+    it('unchanged file: resumed with If-Range (ETag or Last-Modified) and a 206', async () => {
+      for (const [i, flags, validator] of [
+        [6, 'drop,etag,ifrange', MUTABLE.A.etag],
+        [7, 'drop,lastmod,ifrange', MUTABLE.A.lastModified],
+      ] as const) {
+        log = [];
+        const cacheDir = path.join(tmp, `m${i}`);
+        const r = await pull(mutable(`owner/m${i}`, flags), { cacheDir, ...fast });
+        expect(requests()).toEqual([
+          ['full', null, -200],
+          ['range', validator, 206],
+        ]);
+        expect(fs.readFileSync(r.files[0]!.path).equals(MUTABLE.A.data)).toBe(true);
+      }
+    });
   });
 
   it('validates options and names', async () => {
