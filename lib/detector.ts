@@ -68,6 +68,10 @@ export interface DetectorOptions {
   minFaceSize?: number;
   /** Largest decoded image in pixels (decompression bombs). Default 100e6. */
   maxPixels?: number;
+  /** Videos: frames with a longer side are scaled down to it before detection. Default 1920; Infinity keeps full size. */
+  maxFrameSide?: number;
+  /** Videos: most bytes of decoded frames held for one video (then the video is scored partially). Default 1 GiB. */
+  maxVideoBytes?: number;
   /** Inputs processed at once by detect([...]) and detectStream. Default 4. */
   concurrency?: number;
   /** Cache folder for registry models. Default $DFDET_CACHE, else $XDG_CACHE_HOME/dfdet, else ~/.cache/dfdet. */
@@ -218,6 +222,8 @@ const DEFAULTS = {
   faceThreshold: 0.5,
   minFaceSize: 20,
   maxPixels: 100_000_000,
+  maxFrameSide: 1920,
+  maxVideoBytes: 2 ** 30,
   concurrency: 4,
 };
 
@@ -508,11 +514,22 @@ export class Detector {
     let images: RgbImage[];
     let meta: { index: number; timestampSec: number }[];
     let partial = false;
+    let toSource = 1;
     if (source.kind === 'video') {
-      const v = await sampleFrames(input, { strategy: this.#strategy, maxFrames: o.maxFrames, timeoutMs: o.videoTimeoutMs, signal, maxPixels: o.maxPixels });
+      const v = await sampleFrames(input, {
+        strategy: this.#strategy,
+        maxFrames: o.maxFrames,
+        timeoutMs: o.videoTimeoutMs,
+        signal,
+        maxPixels: o.maxPixels,
+        maxFrameSide: o.maxFrameSide,
+        maxTotalBytes: o.maxVideoBytes,
+      });
       images = v.frames.map((f) => f.image);
       meta = v.frames.map((f) => ({ index: f.index, timestampSec: f.timestampSec }));
       partial = v.partial;
+      // Frames may arrive scaled down (maxFrameSide): results report geometry in source pixels.
+      if (images.length > 0 && images[0]!.width < v.probe.width) toSource = v.probe.width / images[0]!.width;
     } else {
       images = [await decodeImage(input, { maxPixels: o.maxPixels })];
       meta = [{ index: 0, timestampSec: 0 }];
@@ -535,19 +552,19 @@ export class Detector {
           if (!o.allFaces && t.id !== mainId) continue;
           for (const p of t.points) {
             crops.push(cropFace(images[p.frame]!, p.face, { mode: o.crop, scale: o.cropScale, size: o.cropSize }));
-            faces.push({ face: faceResult(p.face, t.id), frame: p.frame });
+            faces.push({ face: faceResult(p.face, toSource, t.id), frame: p.frame });
           }
         }
       } else {
         for (const f of found[0] ?? []) {
           crops.push(cropFace(images[0]!, f, { mode: o.crop, scale: o.cropScale, size: o.cropSize }));
-          faces.push({ face: faceResult(f), frame: 0 });
+          faces.push({ face: faceResult(f, toSource), frame: 0 });
         }
       }
     } else {
       images.forEach((img, i) => {
         crops.push(img);
-        faces.push({ face: { box: { x: 0, y: 0, width: img.width, height: img.height }, score: 1, pFake: Number.NaN }, frame: i });
+        faces.push({ face: { box: { x: 0, y: 0, width: img.width * toSource, height: img.height * toSource }, score: 1, pFake: Number.NaN }, frame: i });
       });
     }
     const t2 = performance.now();
@@ -612,8 +629,16 @@ export class Detector {
   }
 }
 
-function faceResult(f: Face, track?: number): FaceResult {
-  const r: FaceResult = { box: f.box, score: f.score, keypoints: f.keypoints, pFake: Number.NaN };
+/** A detection as reported: geometry scaled by `scale` from the decoded frame to the source. */
+function faceResult(f: Face, scale: number, track?: number): FaceResult {
+  const p = (q: [number, number]): [number, number] => [q[0] * scale, q[1] * scale];
+  const k = f.keypoints;
+  const box = scale === 1 ? f.box : { x: f.box.x * scale, y: f.box.y * scale, width: f.box.width * scale, height: f.box.height * scale };
+  const keypoints =
+    scale === 1
+      ? k
+      : { rightEye: p(k.rightEye), leftEye: p(k.leftEye), nose: p(k.nose), mouth: p(k.mouth), rightEar: p(k.rightEar), leftEar: p(k.leftEar) };
+  const r: FaceResult = { box, score: f.score, keypoints, pFake: Number.NaN };
   if (track !== undefined) r.track = track;
   return r;
 }
@@ -683,6 +708,8 @@ function validateOptions(o: DetectorOptions): ResolvedOptions {
     faceThreshold: num('faceThreshold', 0, 1, DEFAULTS.faceThreshold),
     minFaceSize: num('minFaceSize', 0, 1e6, DEFAULTS.minFaceSize),
     maxPixels: int('maxPixels', 1, Number.MAX_SAFE_INTEGER, DEFAULTS.maxPixels),
+    maxFrameSide: num('maxFrameSide', 16, Infinity, DEFAULTS.maxFrameSide),
+    maxVideoBytes: num('maxVideoBytes', 1, Infinity, DEFAULTS.maxVideoBytes),
     concurrency: int('concurrency', 1, 256, DEFAULTS.concurrency),
   };
 }

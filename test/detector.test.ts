@@ -160,6 +160,24 @@ describe.skipIf(!havePhotos || !haveFfmpeg)('videos', () => {
     expect(ts[ts.length - 1]!).toBeGreaterThan(1.5);
   });
 
+  it('scales large frames down (maxFrameSide) yet reports face geometry in source pixels', async () => {
+    const full = await detector.detect(video);
+    const small = await Detector.create({ model: modelPath, frames: 8, maxFrameSide: 240 });
+    const r = await small.detect(video);
+    expectScored(r);
+    expect(r.faces.length).toBeGreaterThan(0);
+    // Same frames, same face: boxes agree in the 480 px source frame within a tenth of the face.
+    const a = full.frames!.find((f) => f.faces.length > 0)!;
+    const b = r.frames!.find((f) => f.index === a.index)!;
+    const [fa, fb] = [a.faces[0]!.box, b.faces[0]!.box];
+    const tol = fa.width / 10;
+    expect(Math.abs(fb.x - fa.x)).toBeLessThan(tol);
+    expect(Math.abs(fb.y - fa.y)).toBeLessThan(tol);
+    expect(Math.abs(fb.width - fa.width)).toBeLessThan(tol);
+    await small.dispose();
+    await expect(Detector.create({ model: modelPath, maxFrameSide: 0 })).rejects.toMatchObject({ code: 'BAD_INPUT' });
+  });
+
   it('aborts mid-video with an ABORTED result', async () => {
     const ac = new AbortController();
     const p = detector.detect(video, { signal: ac.signal });
