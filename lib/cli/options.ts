@@ -71,6 +71,7 @@ export interface DetectorFlags {
   concurrency?: number;
   threads?: number;
   cacheDir?: string;
+  maxFrameSide?: number;
 }
 
 /** Adds the detector flags shared by `detect` and `eval`. */
@@ -88,6 +89,7 @@ export function addDetectorOptions(cmd: Command, defaults: { faces: 'detect' | '
     .option('--batch-size <n>', 'largest model batch (faces)', intOption('--batch-size', 1, 1024), 8)
     .option('--concurrency <n>', 'inputs decoded at once', intOption('--concurrency', 1, 256), 4)
     .option('--threads <n>', 'libtorch threads (default: number of cores)', intOption('--threads', 1, 1024))
+    .option('--max-frame-side <px>', 'videos: scale larger frames down to this side before detection (bounds memory)', intOption('--max-frame-side', 16, 1_000_000), 1920)
     .option('--cache-dir <dir>', 'model cache (default $DFDET_CACHE, else $XDG_CACHE_HOME/dfdet, else ~/.cache/dfdet)');
 }
 
@@ -106,6 +108,7 @@ export function detectorOptions(f: DetectorFlags): DetectorOptions {
     concurrency: f.concurrency,
     threads: f.threads,
     cacheDir: f.cacheDir,
+    maxFrameSide: f.maxFrameSide,
   };
   if (f.fps !== undefined) o.frames = { kind: 'fps', fps: f.fps };
   else if (f.frames !== undefined) o.frames = f.frames;
