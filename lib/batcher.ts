@@ -94,16 +94,11 @@ export class Batcher {
     }
     if (signal?.aborted) return Promise.reject(new DfdetError('ABORTED', 'aborted', { cause: signal.reason }));
     if (inputs.length === 0) return Promise.resolve([]);
-    const group = inputs.map(
-      (input) =>
-        new Promise<Float32Array>((resolve, reject) => {
-          this.#queue.push({ input, resolve, reject });
-        }),
-    );
-    const mine = this.#queue.slice(-inputs.length);
-    let onAbort: (() => void) | undefined;
+    const mine: Pending[] = [];
+    const all = Promise.all(inputs.map((input) => new Promise<Float32Array>((resolve, reject) => mine.push({ input, resolve, reject }))));
+    for (const p of mine) this.#queue.push(p);
     if (signal) {
-      onAbort = () => {
+      const onAbort = (): void => {
         // Items already in a running batch finish; those still queued leave the queue now.
         const err = new DfdetError('ABORTED', 'aborted', { cause: signal.reason });
         for (const p of mine) {
@@ -115,16 +110,10 @@ export class Batcher {
         }
       };
       signal.addEventListener('abort', onAbort, { once: true });
+      const off = (): void => signal.removeEventListener('abort', onAbort);
+      void all.then(off, off);
     }
     this.#schedule();
-    const all = Promise.all(group);
-    if (signal && onAbort) {
-      const off = onAbort;
-      void all.then(
-        () => signal.removeEventListener('abort', off),
-        () => signal.removeEventListener('abort', off),
-      );
-    }
     return all;
   }
 

@@ -196,6 +196,9 @@ interface Scored {
   frame: number;
 }
 
+/** An input that could not be resolved into media: it still gets a result, carrying the error. */
+type FailedSource = { name: string; error: NonNullable<DetectResult['error']> };
+
 type ResolvedOptions = Required<Omit<DetectorOptions, 'model' | 'device' | 'dtype' | 'threads' | 'cacheDir'>>;
 
 /** What the shared core produces for one input. */
@@ -312,10 +315,8 @@ export class Detector {
       return out.sort((a, b) => a.index - b.index);
     }
     const sources = await this.#sourcesOf(input as DetectInput, 0);
-    if (sources.length !== 1 || 'error' in sources[0]!) {
-      if (sources.length === 1) return this.#analyzeSource(sources[0]!, 0, options.signal);
+    if (sources.length !== 1)
       throw new DfdetError('BAD_INPUT', `${String(input)} is a folder (${sources.length} files): pass it in an array or use detectStream()`);
-    }
     return this.#analyzeSource(sources[0]!, 0, options.signal);
   }
 
@@ -470,7 +471,7 @@ export class Detector {
     return release;
   }
 
-  async #sourcesOf(input: DetectInput, index: number): Promise<(MediaSource | { name: string; error: DetectResult['error'] & object })[]> {
+  async #sourcesOf(input: DetectInput, index: number): Promise<(MediaSource | FailedSource)[]> {
     try {
       return await resolveInput(input);
     } catch (e) {
@@ -478,7 +479,7 @@ export class Detector {
     }
   }
 
-  async #analyzeSource(source: MediaSource | { name: string; error: DetectResult['error'] & object }, index: number, signal?: AbortSignal): Promise<DetectResult> {
+  async #analyzeSource(source: MediaSource | FailedSource, index: number, signal?: AbortSignal): Promise<DetectResult> {
     const t0 = performance.now();
     const base = {
       index,
