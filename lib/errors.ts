@@ -58,6 +58,11 @@ export function isDfdetError(e: unknown, code?: ErrorCode): e is DfdetError {
 
 /** Throw BAD_INPUT with sharp-style wording: "Expected <what> for <name> but received <value>". */
 export function invalidParameter(name: string, expected: string, value: unknown): never {
+  throw parameterError(name, expected, value);
+}
+
+/** The BAD_INPUT error {@link invalidParameter} throws, for callers that reject instead of throwing. */
+export function parameterError(name: string, expected: string, value: unknown): DfdetError {
   let shown: string;
   try {
     shown = typeof value === 'string' ? JSON.stringify(value) : String(value);
@@ -65,5 +70,5 @@ export function invalidParameter(name: string, expected: string, value: unknown)
     shown = typeof value;
   }
   if (shown.length > 80) shown = `${shown.slice(0, 77)}...`;
-  throw new DfdetError('BAD_INPUT', `Expected ${expected} for ${name} but received ${shown} of type ${typeof value}`);
+  return new DfdetError('BAD_INPUT', `Expected ${expected} for ${name} but received ${shown} of type ${typeof value}`);
 }

@@ -17,7 +17,7 @@ import type {
   NativeTypedArray,
   NativeValue,
 } from '../binding';
-import { DfdetError, invalidParameter } from './errors';
+import { DfdetError, invalidParameter, parameterError } from './errors';
 import { native, wrapNativeError } from './native';
 
 export type { NativeModelInfo, NativeTensor, NativeValue, NativeModuleSpec, NativeDType, NativeTypedArray };
@@ -128,8 +128,8 @@ export class Model {
    */
   run(method: string, inputs: NativeTensor[], options: RunOptions = {}): Promise<NativeValue> {
     if (this.disposed) return Promise.reject(new DfdetError('DISPOSED', 'the model was disposed'));
-    if (typeof method !== 'string' || method.length === 0) return Promise.reject(badParam('method', 'a method name', method));
-    if (!Array.isArray(inputs)) return Promise.reject(badParam('inputs', 'an array of tensors', inputs));
+    if (typeof method !== 'string' || method.length === 0) return Promise.reject(parameterError('method', 'a method name', method));
+    if (!Array.isArray(inputs)) return Promise.reject(parameterError('inputs', 'an array of tensors', inputs));
     const { signal } = options;
     if (signal?.aborted) return Promise.reject(aborted(signal));
     pinBuffers(inputs);
@@ -214,14 +214,6 @@ function pinBuffers(tensors: readonly NativeTensor[]): void {
   for (const t of tensors) {
     const buffer = (t as { data?: { buffer?: unknown } } | null)?.data?.buffer;
     if (buffer instanceof ArrayBuffer) markAsUntransferable(buffer);
-  }
-}
-
-function badParam(name: string, expected: string, value: unknown): DfdetError {
-  try {
-    invalidParameter(name, expected, value);
-  } catch (e) {
-    return e as DfdetError;
   }
 }
 
