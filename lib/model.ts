@@ -18,7 +18,7 @@ import type {
   NativeValue,
 } from '../binding';
 import { DfdetError, invalidParameter, parameterError } from './errors';
-import { native, wrapNativeError } from './native';
+import { native, torchVersion, wrapNativeError } from './native';
 
 export type { NativeModelInfo, NativeTensor, NativeValue, NativeModuleSpec, NativeDType, NativeTypedArray };
 
@@ -81,11 +81,11 @@ export class Model {
     if (typeof source === 'string' && !fs.existsSync(source)) throw new DfdetError('NOT_FOUND', `model file not found: ${source}`);
     if (typeof source !== 'string' && source.buffer instanceof ArrayBuffer) markAsUntransferable(source.buffer);
     const b = native();
-    const torchVersion = b.runtimeInfo().torchVersion;
-    if (dtype === 'float16' && device === 'cpu' && torchVersion.startsWith('1.'))
+    const version = torchVersion();
+    if (dtype === 'float16' && device === 'cpu' && version.startsWith('1.'))
       throw new DfdetError(
         'UNSUPPORTED',
-        `float16 on CPU is not supported by libtorch ${torchVersion} (no half-precision matmul): use float32, or float16 on a CUDA device`,
+        `float16 on CPU is not supported by libtorch ${version} (no half-precision matmul): use float32, or float16 on a CUDA device`,
       );
     try {
       const m = await b.NativeModel.load(source, {
@@ -98,7 +98,7 @@ export class Model {
     } catch (e) {
       const where = typeof source === 'string' ? source : `${source.byteLength} bytes`;
       const err = wrapNativeError(e, `cannot load model from ${where}`);
-      throw newerTorchHint(err, torchVersion);
+      throw newerTorchHint(err, version);
     }
   }
 

@@ -64,6 +64,17 @@ function nativeLoadMessage(e: unknown, override: string | undefined): string {
   ].join('\n');
 }
 
+let version: string | undefined;
+
+/**
+ * The libtorch version the addon was built against. Cached: runtimeInfo() also formats libtorch's
+ * build configuration and scans the process's mapped libraries, which a model load need not repeat.
+ */
+export function torchVersion(): string {
+  version ??= native().runtimeInfo().torchVersion;
+  return version;
+}
+
 const CODES = new Set<ErrorCode>([
   'MODEL_LOAD_FAILED', 'BAD_INPUT', 'DISPOSED', 'OUT_OF_MEMORY', 'UNSUPPORTED', 'RUNTIME_ERROR', 'BAD_WEIGHTS',
 ]);
