@@ -12,81 +12,22 @@
  */
 import { Batcher, type BatchStats } from './batcher';
 import { readDetectorMetadata, type DetectorMetadata } from './detector-model/metadata';
-import { DfdetError, invalidParameter, isDfdetError, type ErrorCode } from './errors';
+import { DfdetError, isDfdetError, type ErrorCode } from './errors';
 import { cropFace } from './faces/align';
 import { detectFaces, loadFaceDetector, type Face, type FaceBox } from './faces/blazeface';
 import { mainTrack, trackFaces, type FaceTrack } from './faces/track';
 import { resolveInput, type DetectInput, type MediaSource } from './inputs';
 import { decodeImage, type RgbImage } from './media/image';
 import { clipTransform } from './media/transform';
-import { sampleFrames, type SamplingStrategy } from './media/video';
-import { Model, type ModelDType } from './model';
+import { sampleFrames } from './media/video';
+import { Model } from './model';
+import { type CallSettings, type DetectCallOptions, type DetectorOptions, resolveCallOptions, resolveDetectorOptions, type ResolvedDetectorOptions } from './options/detector';
 import { resolveModel } from './resolve-model';
 
 export type { DetectInput } from './inputs';
 export type { SamplingStrategy } from './media/video';
 
-/** Options of {@link Detector.create}. */
-export interface DetectorOptions {
-  /**
-   * The detector model: a dfdet model file (from `dfdet convert`, `dfdet pull` or `dfdet model init`),
-   * the authors' TorchScript file, its bytes, or the name of a pulled registry model.
-   * Default: the registry's default model, if it was pulled.
-   */
-  model?: string | Uint8Array;
-  /** 'cpu', 'cuda' or 'cuda:N'. Default 'cpu'. */
-  device?: string;
-  /** Model precision. Default 'float32'. */
-  dtype?: ModelDType;
-  /** libtorch intra-op threads (process-wide). Default: number of cores. */
-  threads?: number;
-  /** Largest model batch (faces). Default 8. */
-  batchSize?: number;
-  /** Longest a face waits for a fuller batch, ms. Default 5. */
-  maxWaitMs?: number;
-  /** 'detect' finds faces (default); 'none' scores whole images/frames as already-cropped faces. */
-  faces?: 'detect' | 'none';
-  /** Crop mode: 'align' (DeepfakeBench similarity alignment, default) or 'box' (square box). */
-  crop?: 'align' | 'box';
-  /** Crop margin factor. Default 1.3 (the paper's). */
-  cropScale?: number;
-  /** Crop side in pixels before the CLIP transform. Default 256 (the paper's). */
-  cropSize?: number;
-  /** Videos: score every face track, not only the subject's. Default false. */
-  allFaces?: boolean;
-  /** Videos: frames to sample; a number means uniform sampling. Default 32 (the paper's). */
-  frames?: number | SamplingStrategy;
-  /** Videos: most frames decoded whatever the strategy. Default 1000. */
-  maxFrames?: number;
-  /** Videos: time limit for decoding one video, ms. Default 300000. */
-  videoTimeoutMs?: number;
-  /** pFake at or above which the label is 'fake'. Default 0.5. */
-  threshold?: number;
-  /** Face detector score threshold. Default 0.5. */
-  faceThreshold?: number;
-  /** Smallest face side in source pixels. Default 20. */
-  minFaceSize?: number;
-  /** Largest decoded image in pixels (decompression bombs). Default 100e6. */
-  maxPixels?: number;
-  /** Videos: frames with a longer side are scaled down to it before detection. Default 1920; Infinity keeps full size. */
-  maxFrameSide?: number;
-  /** Videos: most bytes of decoded frames held for one video (then the video is scored partially). Default 1 GiB. */
-  maxVideoBytes?: number;
-  /** Inputs processed at once by detect([...]) and detectStream. Default 4. */
-  concurrency?: number;
-  /** Cache folder for registry models. Default $DFDET_CACHE, else $XDG_CACHE_HOME/dfdet, else ~/.cache/dfdet. */
-  cacheDir?: string;
-}
-
-/** Per-call options. */
-export interface DetectCallOptions {
-  /**
-   * Aborts the call: inputs not yet started end with an ABORTED error result (not decoded), those
-   * running stop at their next step. `detectStream` takes no further input from an iterable once
-   * aborted (every input already taken gets a result); an array's inputs all get a result.
-   */
-  signal?: AbortSignal;
-}
+export type { DetectorOptions, DetectCallOptions } from './options/detector';
 
 /** A face box in source pixels (the face detector's box). */
 export type Box = FaceBox;
@@ -199,7 +140,9 @@ interface Scored {
 /** An input that could not be resolved into media: it still gets a result, carrying the error. */
 type FailedSource = { name: string; error: NonNullable<DetectResult['error']> };
 
-type ResolvedOptions = Required<Omit<DetectorOptions, 'model' | 'device' | 'dtype' | 'threads' | 'cacheDir'>>;
+type ResolvedOptions = ResolvedDetectorOptions;
+/** The settings of one call, with its signal. */
+type Call = CallSettings & { signal?: AbortSignal };
 
 /** What the shared core produces for one input. */
 interface RunOutput {
@@ -213,29 +156,11 @@ interface RunOutput {
 
 type Aggregated = Pick<DetectResult, 'pFake' | 'label' | 'faces' | 'noFace' | 'aggregate' | 'frames' | 'tracks' | 'partial'>;
 
-const DEFAULTS = {
-  batchSize: 8,
-  maxWaitMs: 5,
-  cropScale: 1.3,
-  cropSize: 256,
-  frames: 32,
-  maxFrames: 1000,
-  videoTimeoutMs: 300_000,
-  threshold: 0.5,
-  faceThreshold: 0.5,
-  minFaceSize: 20,
-  maxPixels: 100_000_000,
-  maxFrameSide: 1920,
-  maxVideoBytes: 2 ** 30,
-  concurrency: 4,
-};
-
 /** Scores images and videos for deepfaked faces. Create with {@link Detector.create}. */
 export class Detector {
   readonly #model: Model;
   readonly #faceModel: Model | undefined;
   readonly #opts: ResolvedOptions;
-  readonly #strategy: SamplingStrategy;
   readonly #score: Batcher;
   #embed: Batcher | undefined;
   readonly #inFlight = new Set<Promise<unknown>>();
@@ -260,7 +185,6 @@ export class Detector {
       sourceSha256: this.metadata.source.sha256,
     };
     const size = this.metadata.input.size;
-    this.#strategy = typeof opts.frames === 'number' ? { kind: 'uniform', count: opts.frames } : opts.frames;
     this.#score = new Batcher(model, 'forward', [3, size, size], { maxBatch: opts.batchSize, maxWaitMs: opts.maxWaitMs });
   }
 
@@ -269,15 +193,15 @@ export class Detector {
    * @throws DfdetError NOT_FOUND (no such model), MODEL_LOAD_FAILED, BAD_INPUT (options).
    */
   static async create(options: DetectorOptions = {}): Promise<Detector> {
-    const opts = validateOptions(options);
-    const { source, name } = await resolveModel(options.model, options.cacheDir);
-    const loadOpts = { device: options.device, dtype: options.dtype, threads: options.threads };
+    const opts = resolveDetectorOptions(options);
+    const { source, name } = await resolveModel(opts.model, opts.cacheDir);
+    const loadOpts = { device: opts.device, dtype: opts.dtype, threads: opts.threads };
     const model = await Model.load(source, loadOpts);
     let faceModel: Model | undefined;
     try {
       if (!model.info.methods.includes('forward'))
         throw new DfdetError('MODEL_LOAD_FAILED', `${name} has no forward method: not a detector model`);
-      if (opts.faces === 'detect') faceModel = await loadFaceDetector({ device: options.device });
+      if (opts.faces === 'detect') faceModel = await loadFaceDetector({ device: opts.device });
       return new Detector(model, faceModel, name, opts);
     } catch (e) {
       await Promise.all([model.dispose(), faceModel?.dispose()]);
@@ -304,20 +228,21 @@ export class Detector {
   detect(inputs: readonly DetectInput[], options?: DetectCallOptions): Promise<DetectResult[]>;
   async detect(input: DetectInput | readonly DetectInput[], options: DetectCallOptions = {}): Promise<DetectResult | DetectResult[]> {
     this.#checkAlive();
+    const call = resolveCallOptions(options, this.#opts);
     // Tracked from the first line, so dispose() waits for the whole call (folder expansion included).
-    return this.#track(this.#detect(input, options));
+    return this.#track(this.#detect(input, call));
   }
 
-  async #detect(input: DetectInput | readonly DetectInput[], options: DetectCallOptions): Promise<DetectResult | DetectResult[]> {
+  async #detect(input: DetectInput | readonly DetectInput[], call: Call): Promise<DetectResult | DetectResult[]> {
     if (Array.isArray(input)) {
       const out: DetectResult[] = [];
-      for await (const r of this.#stream(input as readonly DetectInput[], options.signal, false)) out.push(r);
+      for await (const r of this.#stream(input as readonly DetectInput[], call, false)) out.push(r);
       return out.sort((a, b) => a.index - b.index);
     }
     const sources = await this.#sourcesOf(input as DetectInput, 0);
     if (sources.length !== 1)
       throw new DfdetError('BAD_INPUT', `${String(input)} is a folder (${sources.length} files): pass it in an array or use detectStream()`);
-    return this.#analyzeSource(sources[0]!, 0, options.signal);
+    return this.#analyzeSource(sources[0]!, 0, call);
   }
 
   /**
@@ -330,7 +255,7 @@ export class Detector {
    */
   async *detectStream(inputs: AsyncIterable<DetectInput> | Iterable<DetectInput>, options: DetectCallOptions = {}): AsyncGenerator<DetectResult> {
     this.#checkAlive();
-    yield* this.#stream(inputs, options.signal, true);
+    yield* this.#stream(inputs, resolveCallOptions(options, this.#opts), true);
   }
 
   /**
@@ -339,7 +264,8 @@ export class Detector {
    * dispose) from its first line, but never while paused at a yield or waiting for an async
    * iterable's next input.
    */
-  async *#stream(inputs: AsyncIterable<DetectInput> | Iterable<DetectInput>, signal: AbortSignal | undefined, external: boolean): AsyncGenerator<DetectResult> {
+  async *#stream(inputs: AsyncIterable<DetectInput> | Iterable<DetectInput>, call: Call, external: boolean): AsyncGenerator<DetectResult> {
+    const signal = call.signal;
     let release: (() => void) | undefined;
     // True once the stream resumed after dispose(): it starts no more work.
     let cut = false;
@@ -385,7 +311,7 @@ export class Detector {
           const myId = id++;
           const myIndex = index++;
           const source = cut && !('error' in s) ? { name: s.name, error: stopError('DISPOSED') } : s;
-          running.set(myId, this.#track(this.#analyzeSource(source, myIndex, signal)).then((result) => ({ id: myId, result })));
+          running.set(myId, this.#track(this.#analyzeSource(source, myIndex, call)).then((result) => ({ id: myId, result })));
           if (running.size >= limit) {
             const done = await Promise.race(running.values());
             running.delete(done.id);
@@ -411,11 +337,12 @@ export class Detector {
   /** Normalised CLS features of every face of an image or video (the detector's `features` method). */
   async embed(input: DetectInput, options: DetectCallOptions = {}): Promise<EmbedResult> {
     this.#checkAlive();
+    const call = resolveCallOptions(options, this.#opts);
     // Tracked from the first line: dispose() waits for it (and closes the batcher it may create).
-    return this.#track(this.#embedOne(input, options));
+    return this.#track(this.#embedOne(input, call));
   }
 
-  async #embedOne(input: DetectInput, options: DetectCallOptions): Promise<EmbedResult> {
+  async #embedOne(input: DetectInput, call: Call): Promise<EmbedResult> {
     if (!this.#model.info.methods.includes('features'))
       throw new DfdetError('UNSUPPORTED', `${this.identity.name} has no features method (convert it with dfdet convert to get one)`);
     const size = this.metadata.input.size;
@@ -425,7 +352,7 @@ export class Detector {
     const s = source!;
     if ('error' in s) return { index: 0, source: s.name, kind: 'unknown', faces: [], error: s.error };
     try {
-      const { scored } = await this.#run(s, batcher, options.signal);
+      const { scored } = await this.#run(s, batcher, call);
       return {
         index: 0,
         source: s.name,
@@ -479,12 +406,12 @@ export class Detector {
     }
   }
 
-  async #analyzeSource(source: MediaSource | FailedSource, index: number, signal?: AbortSignal): Promise<DetectResult> {
+  async #analyzeSource(source: MediaSource | FailedSource, index: number, call: Call): Promise<DetectResult> {
     const t0 = performance.now();
     const base = {
       index,
       source: source.name,
-      threshold: this.#opts.threshold,
+      threshold: call.threshold,
       model: this.identity,
       faces: [] as FaceResult[],
       noFace: false,
@@ -495,9 +422,9 @@ export class Detector {
       return { ...base, kind: 'unknown', pFake: null, label: null, aggregate: 'none', timings: zeroTimings(), error: source.error };
     }
     try {
-      const r = await this.#run(source, this.#score, signal);
+      const r = await this.#run(source, this.#score, call);
       const timings = { ...r.timings, totalMs: performance.now() - t0 };
-      return { ...base, kind: source.kind, ...this.#aggregate(source.kind, r), timings };
+      return { ...base, kind: source.kind, ...this.#aggregate(source.kind, r, call), timings };
     } catch (e) {
       this.#failed++;
       const timings = { ...zeroTimings(), totalMs: performance.now() - t0 };
@@ -506,8 +433,9 @@ export class Detector {
   }
 
   /** Decode, find faces, crop, score: the shared core of detect and embed. */
-  async #run(source: MediaSource, batcher: Batcher, signal?: AbortSignal): Promise<RunOutput> {
-    const o = this.#opts;
+  async #run(source: MediaSource, batcher: Batcher, call: Call): Promise<RunOutput> {
+    const o = { ...this.#opts, ...call };
+    const signal = call.signal;
     // Not started yet: an aborted call decodes nothing (decodeImage takes no signal).
     throwIfAborted(signal);
     const input = source.path ?? source.bytes!;
@@ -518,7 +446,7 @@ export class Detector {
     let toSource = 1;
     if (source.kind === 'video') {
       const v = await sampleFrames(input, {
-        strategy: this.#strategy,
+        strategy: o.frames,
         maxFrames: o.maxFrames,
         timeoutMs: o.videoTimeoutMs,
         signal,
@@ -584,8 +512,7 @@ export class Detector {
     return { scored, meta, tracks, mainId, partial, timings: { decodeMs: t1 - t0, facesMs: t2 - t1, scoreMs: t3 - t2 } };
   }
 
-  #aggregate(kind: MediaSource['kind'], r: RunOutput): Aggregated {
-    const o = this.#opts;
+  #aggregate(kind: MediaSource['kind'], r: RunOutput, o: CallSettings): Aggregated {
     for (const s of r.scored) s.face.pFake = softmaxFake(s.row);
     const label = (p: number | null): DetectResult['label'] => (p === null ? null : p >= o.threshold ? 'fake' : 'real');
     const faces = r.scored.map((s) => s.face);
@@ -672,45 +599,4 @@ function throwIfAborted(signal?: AbortSignal): void {
 function toResultError(e: unknown): { code: ErrorCode; message: string } {
   if (isDfdetError(e)) return { code: e.code, message: e.message };
   return { code: 'RUNTIME_ERROR', message: e instanceof Error ? e.message : String(e) };
-}
-
-function validateOptions(o: DetectorOptions): ResolvedOptions {
-  if (typeof o !== 'object' || o === null) invalidParameter('options', 'an options object', o);
-  const int = (name: keyof DetectorOptions, min: number, max: number, def: number): number => {
-    const v = o[name] ?? def;
-    if (!Number.isInteger(v) || (v as number) < min || (v as number) > max) invalidParameter(name, `an integer between ${min} and ${max}`, v);
-    return v as number;
-  };
-  const num = (name: keyof DetectorOptions, min: number, max: number, def: number): number => {
-    const v = o[name] ?? def;
-    if (typeof v !== 'number' || !(v >= min && v <= max)) invalidParameter(name, `a number between ${min} and ${max}`, v);
-    return v;
-  };
-  const faces = o.faces ?? 'detect';
-  if (faces !== 'detect' && faces !== 'none') invalidParameter('faces', "'detect' or 'none'", faces);
-  const crop = o.crop ?? 'align';
-  if (crop !== 'align' && crop !== 'box') invalidParameter('crop', "'align' or 'box'", crop);
-  let frames: number | SamplingStrategy = o.frames ?? DEFAULTS.frames;
-  if (typeof frames === 'number') frames = int('frames', 1, 100_000, DEFAULTS.frames);
-  else if (typeof frames !== 'object' || frames === null || !['uniform', 'fps', 'every'].includes((frames as SamplingStrategy).kind))
-    invalidParameter('frames', 'a frame count or {kind: uniform|fps|every, ...}', frames);
-  return {
-    batchSize: int('batchSize', 1, 1024, DEFAULTS.batchSize),
-    maxWaitMs: num('maxWaitMs', 0, 60_000, DEFAULTS.maxWaitMs),
-    faces,
-    crop,
-    cropScale: num('cropScale', 0.5, 4, DEFAULTS.cropScale),
-    cropSize: int('cropSize', 16, 4096, DEFAULTS.cropSize),
-    allFaces: Boolean(o.allFaces),
-    frames,
-    maxFrames: int('maxFrames', 1, 1_000_000, DEFAULTS.maxFrames),
-    videoTimeoutMs: int('videoTimeoutMs', 1, 86_400_000, DEFAULTS.videoTimeoutMs),
-    threshold: num('threshold', 0, 1, DEFAULTS.threshold),
-    faceThreshold: num('faceThreshold', 0, 1, DEFAULTS.faceThreshold),
-    minFaceSize: num('minFaceSize', 0, 1e6, DEFAULTS.minFaceSize),
-    maxPixels: int('maxPixels', 1, Number.MAX_SAFE_INTEGER, DEFAULTS.maxPixels),
-    maxFrameSide: num('maxFrameSide', 16, Infinity, DEFAULTS.maxFrameSide),
-    maxVideoBytes: num('maxVideoBytes', 1, Infinity, DEFAULTS.maxVideoBytes),
-    concurrency: int('concurrency', 1, 256, DEFAULTS.concurrency),
-  };
 }
