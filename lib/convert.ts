@@ -23,6 +23,7 @@ import { buildDetector, type CanonicalWeights } from './detector-model/builder';
 import { checkSeed, randomWeights } from './detector-model/init';
 import { type DetectorSource, makeMetadata } from './detector-model/metadata';
 import { DfdetError, invalidParameter } from './errors';
+import { checkOutputPath } from './output-path';
 import { SafetensorsFile } from './formats/safetensors';
 import { type RawTensor, type TensorSource, toFloat32 } from './formats/tensor';
 import { dictGet, TorchCheckpoint } from './formats/torchzip';
@@ -156,7 +157,7 @@ function checkHeadKind(v: unknown, where: string): HeadKind {
  */
 export async function convertModel(input: string, output: string, options: ConvertOptions = {}): Promise<ConvertResult> {
   if (typeof input !== 'string' || input === '') invalidParameter('input', 'a file path', input);
-  if (typeof output !== 'string' || output === '') invalidParameter('output', 'a file path', output);
+  await checkOutputPath(output);
   if (typeof options !== 'object' || options === null) invalidParameter('options', 'an object', options);
   const fmtOpt = options.format ?? 'auto';
   if (!['auto', 'hf-clip', 'gend', 'lightning'].includes(fmtOpt)) invalidParameter('format', "'auto', 'hf-clip', 'gend' or 'lightning'", fmtOpt);
