@@ -23,8 +23,9 @@ import { buildDetector, type CanonicalWeights } from './detector-model/builder';
 import { checkSeed, randomWeights } from './detector-model/init';
 import { type DetectorSource, makeMetadata } from './detector-model/metadata';
 import { DfdetError, invalidParameter } from './errors';
+import { checkOutputPath } from './output-path';
 import { SafetensorsFile } from './formats/safetensors';
-import { type RawTensor, type TensorSource, toFloat32 } from './formats/tensor';
+import { checkFinite, type RawTensor, type TensorSource, toFloat32 } from './formats/tensor';
 import { dictGet, TorchCheckpoint } from './formats/torchzip';
 
 /** Input layouts {@link convertModel} understands. */
@@ -101,7 +102,8 @@ async function sniff(file: string): Promise<'zip' | 'safetensors' | undefined> {
     const b = Buffer.alloc(9);
     const { bytesRead } = await fh.read(b, 0, 9, 0);
     if (bytesRead >= 4 && b.readUInt32LE(0) === 0x04034b50) return 'zip';
-    if (bytesRead === 9 && b.readBigUInt64LE(0) < 100_000_000n && b[8] === 0x7b) return 'safetensors';
+    // Any header length: SafetensorsFile.open names the limit when it is too large.
+    if (bytesRead === 9 && b[8] === 0x7b) return 'safetensors';
     return undefined;
   } finally {
     await fh.close();
@@ -156,7 +158,7 @@ function checkHeadKind(v: unknown, where: string): HeadKind {
  */
 export async function convertModel(input: string, output: string, options: ConvertOptions = {}): Promise<ConvertResult> {
   if (typeof input !== 'string' || input === '') invalidParameter('input', 'a file path', input);
-  if (typeof output !== 'string' || output === '') invalidParameter('output', 'a file path', output);
+  await checkOutputPath(output);
   if (typeof options !== 'object' || options === null) invalidParameter('options', 'an object', options);
   const fmtOpt = options.format ?? 'auto';
   if (!['auto', 'hf-clip', 'gend', 'lightning'].includes(fmtOpt)) invalidParameter('format', "'auto', 'hf-clip', 'gend' or 'lightning'", fmtOpt);
@@ -271,7 +273,7 @@ export async function convertModel(input: string, output: string, options: Conve
     const weights: CanonicalWeights = new Map();
     for (const [name, { key }] of chosen) {
       const raw: RawTensor = await source.read(key);
-      weights.set(name, toFloat32(raw, key));
+      weights.set(name, checkFinite(toFloat32(raw, key), key));
     }
 
     let headSource: ConvertResult['headSource'] = 'input';
@@ -319,7 +321,7 @@ async function readHeadFile(file: string, arch: VitArch): Promise<CanonicalWeigh
           details: { key, file },
         });
       }
-      out.set(`head.${leaf}`, toFloat32(await st.read(key), key));
+      out.set(`head.${leaf}`, checkFinite(toFloat32(await st.read(key), key), key));
     }
     return out;
   } finally {

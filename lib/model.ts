@@ -18,7 +18,9 @@ import type {
   NativeValue,
 } from '../binding';
 import { DfdetError, invalidParameter, parameterError } from './errors';
+import { checkTorchScriptArchive } from './formats/torchscript-check';
 import { native, torchVersion, wrapNativeError } from './native';
+import { checkOutputPath } from './output-path';
 
 export type { NativeModelInfo, NativeTensor, NativeValue, NativeModuleSpec, NativeDType, NativeTypedArray };
 
@@ -80,6 +82,8 @@ export class Model {
     if (options.threads !== undefined) setThreads(options.threads);
     if (typeof source === 'string' && !fs.existsSync(source)) throw new DfdetError('NOT_FOUND', `model file not found: ${source}`);
     if (typeof source !== 'string' && source.buffer instanceof ArrayBuffer) markAsUntransferable(source.buffer);
+    // libtorch trusts the archive (a short storage or a malformed pickle crashes the process): check it first.
+    await checkTorchScriptArchive(source);
     const b = native();
     const version = torchVersion();
     if (dtype === 'float16' && device === 'cpu' && version.startsWith('1.'))
@@ -229,7 +233,7 @@ export function setThreads(threads: number): void {
  * @throws DfdetError BAD_INPUT (malformed spec, TorchScript compile error with its message).
  */
 export async function buildModule(spec: NativeModuleSpec, outPath: string, options: NativeBuildOptions = {}): Promise<void> {
-  if (typeof outPath !== 'string' || outPath.length === 0) invalidParameter('outPath', 'a file path', outPath);
+  await checkOutputPath(outPath, 'outPath');
   pinSpec(spec);
   try {
     await native().buildModule(spec, outPath, options);

@@ -4,6 +4,8 @@
 
 #include "tensors.h"
 
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <map>
 #include <vector>
@@ -132,6 +134,17 @@ torch::jit::Module instantiate(const ModuleSpec& spec, const std::shared_ptr<tor
   return m;
 }
 
+// True when `path` is missing, a regular file, or a symlink to a regular file (or a dangling one).
+bool replaceableOutput(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) return true;
+  if (S_ISREG(st.st_mode)) return true;
+  if (!S_ISLNK(st.st_mode)) return false;
+  struct stat target;
+  if (stat(path.c_str(), &target) != 0) return true;
+  return S_ISREG(target.st_mode);
+}
+
 class BuildWorker : public PromiseWorker {
  public:
   explicit BuildWorker(Napi::Env env) : PromiseWorker(env, "dfdet.build", "BAD_INPUT") {}
@@ -145,6 +158,13 @@ class BuildWorker : public PromiseWorker {
     std::map<std::string, int> names;
     torch::jit::Module m = instantiate(*spec, cu, names);
     m.eval();
+    // Never rename over a device, FIFO, socket or directory (or a symlink to one): as root,
+    // `-o /dev/null` would replace the device node. lib/output-path.ts checks first with a clearer
+    // message; this guards every caller of the addon.
+    if (!replaceableOutput(outPath)) {
+      Fail("BAD_INPUT", "Expected a regular file or a new path for the output but " + outPath + " is a device, FIFO, socket or directory");
+      return;
+    }
     // Write next to the target, then rename: a failed build never leaves a half-written model.
     std::string tmp = outPath + ".tmp-" + std::to_string(reinterpret_cast<uintptr_t>(this));
     try {

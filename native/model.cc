@@ -53,6 +53,19 @@ class MemoryBuf : public std::streambuf {
   }
 };
 
+// Name of the first parameter or buffer holding NaN/Inf, or "" when every weight is finite.
+std::string firstNonFiniteWeight(const torch::jit::Module& module) {
+  c10::InferenceMode guard;
+  auto finite = [](const at::Tensor& t) {
+    return !t.defined() || !at::isFloatingType(t.scalar_type()) || t.numel() == 0 || at::isfinite(t).all().item<bool>();
+  };
+  for (const auto& p : module.named_parameters(/*recurse=*/true))
+    if (!finite(p.value)) return p.name;
+  for (const auto& b : module.named_buffers(/*recurse=*/true))
+    if (!finite(b.value)) return b.name;
+  return "";
+}
+
 c10::Device parseDevice(Napi::Env env, const std::string& s) {
   try {
     c10::Device d(s);
@@ -158,6 +171,13 @@ class LoadWorker : public PromiseWorker {
     }
     for (const auto& kv : extra)
       if (!kv.second.empty()) st->extraFiles[kv.first] = kv.second;
+    // A NaN or infinite weight never gives a meaningful score: refuse the file here, naming the
+    // tensor, instead of scoring with it (one cheap pass over the weights).
+    std::string badWeight = firstNonFiniteWeight(st->module);
+    if (!badWeight.empty()) {
+      Fail("BAD_WEIGHTS", "weight '" + badWeight + "' holds NaN or infinite values: the model file is corrupt or was saved from a diverged training run");
+      return;
+    }
     st->module.eval();
     if (dtype != at::kFloat) st->module.to(dtype);
     st->device = device;

@@ -6,7 +6,8 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { encodeSafetensors, SafetensorsFile } from '../lib/formats/safetensors';
+import { convertModel } from '../lib/convert';
+import { encodeSafetensors, MAX_HEADER_BYTES, SafetensorsFile } from '../lib/formats/safetensors';
 import { toFloat32 } from '../lib/formats/tensor';
 import { SeededRandom } from '../lib/detector-model/init';
 import { isDfdetError } from '../lib/errors';
@@ -99,7 +100,7 @@ write_safetensors(${JSON.stringify(f)}, {"w": torch.arange(6, dtype=torch.float3
   it('validates every header rule', async () => {
     const d8 = new Uint8Array(8);
     await expectBad(Buffer.from([1, 2, 3]), /shorter than the 8-byte/);
-    await expectBad(raw('{}', new Uint8Array(0), 10n ** 12n), /out of range/);
+    await expectBad(raw('{}', new Uint8Array(0), 10n ** 12n), /header is 1000000000000 bytes, more than the 100000000-byte limit/);
     await expectBad(raw('{}', new Uint8Array(0), 50n), /exceeds the file size/);
     await expectBad(raw('[1,2]', new Uint8Array(0)), /does not start with "\{"/);
     await expectBad(raw('{"a": ', new Uint8Array(0)), /not valid JSON/);
@@ -118,6 +119,29 @@ write_safetensors(${JSON.stringify(f)}, {"w": torch.arange(6, dtype=torch.float3
     await expectBad(raw({ __metadata__: { a: 1 } }, new Uint8Array(0)), /__metadata__\.a is not a string/);
     await expectBad(raw({ a: 5 }, new Uint8Array(0)), /is not an object/);
     await expectBad(raw({ a: { dtype: 'F32', shape: [1e300], data_offsets: [0, 8] } }, d8), /invalid shape/);
+  });
+
+  it('a header at the 100 MB limit is read as safetensors; one byte more names the limit (issue 15)', async () => {
+    // Exactly MAX_HEADER_BYTES of header (JSON padded with spaces, as the spec allows) is valid.
+    const json = JSON.stringify({ w: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } });
+    const big = path.join(dir, 'big-header.safetensors');
+    const header = Buffer.alloc(MAX_HEADER_BYTES, 0x20);
+    header.write(json);
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(MAX_HEADER_BYTES));
+    fs.writeFileSync(big, Buffer.concat([len, header, Buffer.from(new Float32Array([0.5]).buffer)]));
+    const st = await SafetensorsFile.open(big);
+    expect(Array.from(toFloat32(await st.read('w')))).toEqual([0.5]);
+    await st.close();
+    // convert sniffs it as safetensors (it said "neither safetensors nor zip") and names the key it cannot use.
+    await expect(convertModel(big, path.join(dir, 'big.pt'))).rejects.toMatchObject({ code: 'BAD_WEIGHTS', message: /Unknown key w/ });
+    const over = path.join(dir, 'over-limit.safetensors');
+    len.writeBigUInt64LE(BigInt(MAX_HEADER_BYTES + 8));
+    fs.writeFileSync(over, Buffer.concat([len, Buffer.from(json), Buffer.alloc(64)]));
+    await expect(convertModel(over, path.join(dir, 'over.pt'))).rejects.toMatchObject({
+      code: 'BAD_FORMAT',
+      message: /header is 100000008 bytes, more than the 100000000-byte limit/,
+    });
   });
 
   it('fuzz: random mutations give BAD_FORMAT or a valid file, never another error', async () => {

@@ -15,6 +15,7 @@ import { Model, buildModule, expectTensor, tensor } from '../lib/model';
 import { native } from '../lib/native';
 import { runPython, skipWithoutPython } from './helpers/python';
 import { expectDfdetError } from './helpers/errors';
+import { replaceEntry } from './helpers/zip';
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
@@ -517,12 +518,12 @@ describe('files from a newer torch', () => {
     // A TorchScript archive whose code calls an operator no libtorch has, as a newer torch's would.
     const good = path.join(dir, 'newer-src.pt');
     await buildModule({ className: 'Newer', source: 'def forward(self, x):\n    return torch.relu(x)\n' }, good);
-    const zip = fs.readFileSync(good);
-    const needle = Buffer.from('torch.relu(x)');
-    const at = zip.indexOf(needle);
-    expect(at).toBeGreaterThan(0);
-    // Same length: the stored (uncompressed) code entry stays readable (libtorch skips its CRC).
-    Buffer.from('torch.relX(x)').copy(zip, at);
+    // The code entry rewritten with a valid CRC (dfdet checks every entry's CRC before libtorch reads it).
+    const zip = await replaceEntry(fs.readFileSync(good), '.py', (code) => {
+      const text = Buffer.from(code).toString('utf8');
+      expect(text).toContain('torch.relu(x)');
+      return Buffer.from(text.replace('torch.relu(x)', 'torch.relX(x)'));
+    });
     const err = await expectDfdetError(Model.load(zip), 'MODEL_LOAD_FAILED');
     expect(err.message).toMatch(/Unknown builtin op: aten::relX/);
     expect(err.message).toMatch(/dfdet convert model\.ckpt/);

@@ -51,14 +51,38 @@ ${EXIT_HELP}`,
   return program;
 }
 
+/** Writes to stderr; a stderr that cannot be written (full disk, closed) is not worth a crash. */
+function writeStderr(text: string): void {
+  try {
+    process.stderr.write(text);
+  } catch {
+    // nowhere left to report it
+  }
+}
+
+let watching = false;
+
+/**
+ * Output that cannot be written ends the run with one line and exit 1 instead of an unhandled
+ * 'error' event (a stack trace): `> /dev/full` gives ENOSPC. A closed pipe (`dfdet detect ... |
+ * head`) ends it quietly. A failing stderr is ignored: there is nowhere to report it.
+ */
+function watchOutputStreams(): void {
+  if (watching) return;
+  watching = true;
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? EXIT.OK);
+    const why = e.code && !e.message.includes(e.code) ? `${e.code}: ${e.message}` : e.message;
+    writeStderr(`dfdet: cannot write the output to stdout: ${why}\n`);
+    process.exit(EXIT.FAILED);
+  });
+  process.stderr.on('error', () => undefined);
+}
+
 /** Runs the CLI with `argv` (node, script, ...args); resolves to the exit code. */
 export async function main(argv: string[] = process.argv): Promise<number> {
   const program = buildProgram();
-  // A closed stdout (`dfdet detect ... | head`) ends the run quietly.
-  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE') process.exit(process.exitCode ?? EXIT.OK);
-    throw e;
-  });
+  watchOutputStreams();
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.OK;
@@ -68,8 +92,8 @@ export async function main(argv: string[] = process.argv): Promise<number> {
       // Commander already printed the message.
       return e.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
     }
-    process.stderr.write(`${errorMessage(e)}\n`);
-    if (process.env.DFDET_DEBUG && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
+    writeStderr(`${errorMessage(e)}\n`);
+    if (process.env.DFDET_DEBUG && e instanceof Error && e.stack) writeStderr(`${e.stack}\n`);
     return exitCodeOf(e);
   }
 }
@@ -80,7 +104,7 @@ if (require.main === module) {
       process.exitCode = code;
     },
     (e: unknown) => {
-      process.stderr.write(`${errorMessage(e)}\n`);
+      writeStderr(`${errorMessage(e)}\n`);
       process.exitCode = EXIT.FAILED;
     },
   );

@@ -4,6 +4,7 @@
  */
 
 import { invalidParameter } from '../errors';
+import { checkOutputPath } from '../output-path';
 import { type ArchName, expectedShapes, type HeadKind, resolveArch, type VitArch } from './arch';
 import { buildDetector, type CanonicalWeights } from './builder';
 import { makeMetadata } from './metadata';
@@ -141,7 +142,7 @@ export interface InitModelResult {
 /** Write a seeded random detector (e.g. `initModel({arch: 'tiny', seed: 1, output: 'tiny.pt'})`). */
 export async function initModel(options: InitModelOptions): Promise<InitModelResult> {
   if (typeof options !== 'object' || options === null) invalidParameter('options', 'an object', options);
-  if (typeof options.output !== 'string' || options.output === '') invalidParameter('output', 'a file path', options.output);
+  await checkOutputPath(options.output);
   const seed = checkSeed(options.seed ?? 0);
   const head = options.head ?? 'LinearNorm';
   if (head !== 'linear' && head !== 'LinearNorm') invalidParameter('head', "'linear' or 'LinearNorm'", head);

@@ -88,6 +88,11 @@ export interface UnpickleOptions {
   persistentLoad?: (pid: PickleValue) => PickleValue;
   /** Name used in error messages (default 'pickle'). */
   source?: string;
+  /**
+   * Called for every GLOBAL/STACK_GLOBAL before it is resolved; throws to refuse a global
+   * (e.g. TorchScript archives only ever name torch and `__torch__` classes).
+   */
+  checkGlobal?: (module: string, name: string) => void;
 }
 
 class Mark {}
@@ -133,6 +138,14 @@ function construct(cls: PickleValue, args: PickleValue[]): PickleValue {
 
 /** Largest number of opcodes run before giving up (guards against pathological inputs). */
 const MAX_OPS = 50_000_000;
+/**
+ * Most values the stack (all MARK levels together) and the memo may hold. Each costs a few bytes
+ * of input, so without a bound a small stream of DUPs or PUTs grows them without end. torch and
+ * libtorch write far fewer (dicts and lists of a module's state; Python batches by 1,000).
+ */
+export const MAX_PICKLE_ITEMS = 1_000_000;
+/** Longest integer (LONG4 bytes, INT/LONG digits) accepted: BigInt work is quadratic in it. */
+const MAX_LONG_BYTES = 4096;
 
 /**
  * Run the pickle program in `data` and return the object it builds.
@@ -144,7 +157,8 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions = {}): Pickl
   } catch (e) {
     if (e instanceof DfdetError) throw e;
     // e.g. RangeError from a pathological stream: still a format error, never a crash.
-    throw new DfdetError('BAD_FORMAT', `Invalid ${options.source ?? 'pickle'}: ${(e as Error).message}`, { cause: e });
+    const why = e instanceof RangeError && /call stack/i.test(e.message) ? 'values nested too deeply' : (e as Error).message;
+    throw new DfdetError('BAD_FORMAT', `Invalid ${options.source ?? 'pickle'}: ${why}`, { cause: e });
   }
 }
 
@@ -158,6 +172,8 @@ function run(data: Uint8Array, options: UnpickleOptions): PickleValue {
   let stack: unknown[] = [];
   const metastack: unknown[][] = [];
   const memo = new Map<number, unknown>();
+  // Items on the stack below the current MARK level (the bound covers all levels).
+  let below = 0;
 
   const fail = (msg: string): never => {
     throw new DfdetError('BAD_FORMAT', `Invalid ${src}: ${msg} (at byte ${pos})`, { details: { offset: pos } });
@@ -220,10 +236,12 @@ function run(data: Uint8Array, options: UnpickleOptions): PickleValue {
     const prev = metastack.pop();
     if (!prev) fail('MARK expected');
     stack = prev!;
+    below -= stack.length;
     if (items.some((x) => x === MARK)) fail('nested MARK');
     return items;
   };
   const resolveGlobal = (module: string, name: string): unknown => {
+    options.checkGlobal?.(module, name);
     const key = `${module}.${name}`;
     const fn = globals[key];
     if (fn) return { __callable: fn, __name: key };
@@ -247,8 +265,9 @@ function run(data: Uint8Array, options: UnpickleOptions): PickleValue {
     else fail(`SETITEM on ${describe(target)}`);
   };
   const append = (target: unknown, items: unknown[]): void => {
-    if (Array.isArray(target) && !Object.isFrozen(target)) target.push(...items);
-    else if (target instanceof PickleObject) target.listItems.push(...(items as PickleValue[]));
+    // One at a time: spreading a million items as arguments overflows the call stack.
+    if (Array.isArray(target) && !Object.isFrozen(target)) for (const x of items) target.push(x);
+    else if (target instanceof PickleObject) for (const x of items) target.listItems.push(x as PickleValue);
     else fail(`APPEND on ${describe(target)}`);
   };
   const bigFromBytes = (b: Uint8Array): number | bigint => {
@@ -261,6 +280,8 @@ function run(data: Uint8Array, options: UnpickleOptions): PickleValue {
 
   for (let ops = 0; ; ops++) {
     if (ops > MAX_OPS) fail('too many opcodes');
+    if (stack.length + below > MAX_PICKLE_ITEMS) fail(`the stack holds more than ${MAX_PICKLE_ITEMS} values`);
+    if (memo.size > MAX_PICKLE_ITEMS) fail(`the memo holds more than ${MAX_PICKLE_ITEMS} values`);
     if (pos >= data.length) fail('missing STOP opcode');
     const op = data[pos++]!;
     switch (op) {
@@ -289,6 +310,7 @@ function run(data: Uint8Array, options: UnpickleOptions): PickleValue {
         break;
       case 0x28: // MARK
         metastack.push(stack);
+        below += stack.length;
         stack = [];
         break;
       case 0x73: {
@@ -394,12 +416,14 @@ function run(data: Uint8Array, options: UnpickleOptions): PickleValue {
         // LONG4
         const n = i32();
         if (n < 0) fail('negative LONG4 length');
+        if (n > MAX_LONG_BYTES) fail(`LONG4 of ${n} bytes (at most ${MAX_LONG_BYTES} accepted)`);
         stack.push(bigFromBytes(bytes(n)));
         break;
       }
       case 0x49: {
         // INT (text): also encodes True/False as 01/00 in protocol 0.
         const s = line().trim();
+        if (s.length > MAX_LONG_BYTES) fail(`INT of ${s.length} digits (at most ${MAX_LONG_BYTES} accepted)`);
         if (s === '01') stack.push(true);
         else if (s === '00') stack.push(false);
         else {
@@ -412,6 +436,7 @@ function run(data: Uint8Array, options: UnpickleOptions): PickleValue {
       case 0x4c: {
         // LONG (text)
         const s = line().trim().replace(/L$/, '');
+        if (s.length > MAX_LONG_BYTES) fail(`LONG of ${s.length} digits (at most ${MAX_LONG_BYTES} accepted)`);
         if (!/^[-+]?\d+$/.test(s)) fail(`bad LONG ${JSON.stringify(s)}`);
         const v = BigInt(s);
         stack.push(v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v);

@@ -138,7 +138,10 @@ export class SafetensorsFile implements TensorSource {
       const head = Buffer.alloc(8);
       await readExactly(handle, head, 0, truncated);
       const len = head.readBigUInt64LE(0);
-      if (len < 2n || len > BigInt(MAX_HEADER_BYTES)) bad(path, `header length ${len} is out of range (2..${MAX_HEADER_BYTES})`);
+      if (len < 2n) bad(path, `header length ${len} is too short for a JSON object`);
+      if (len > BigInt(MAX_HEADER_BYTES)) {
+        bad(path, `header is ${len} bytes, more than the ${MAX_HEADER_BYTES}-byte limit (MAX_HEADER_BYTES, the reference implementation's bound)`);
+      }
       const headerLength = Number(len);
       if (8 + headerLength > size) bad(path, `header length ${headerLength} exceeds the file size ${size}`);
       const jsonBytes = Buffer.alloc(headerLength);

@@ -123,6 +123,22 @@ export function toFloat32(t: RawTensor, name = 'tensor'): Float32Array {
   }
 }
 
+/**
+ * Returns `a` when every value is finite. A weight holding NaN or Infinity never gives a meaningful
+ * score, and a converted model holding one would be refused at load.
+ * @throws DfdetError BAD_WEIGHTS naming the tensor and the first bad element.
+ */
+export function checkFinite(a: Float32Array, name = 'tensor'): Float32Array {
+  for (let i = 0; i < a.length; i++) {
+    const v = a[i]!;
+    // v - v is 0 for finite values and NaN for NaN and ±Infinity.
+    if (v - v !== 0) {
+      throw new DfdetError('BAD_WEIGHTS', `Tensor ${name} holds ${v} at element ${i}: weights must be finite`, { details: { key: name, index: i } });
+    }
+  }
+  return a;
+}
+
 /** Check that a header-declared shape is a list of non-negative safe integers with a sane element count. */
 export function validShape(shape: unknown): shape is number[] {
   if (!Array.isArray(shape) || shape.length > 16) return false;

@@ -9,30 +9,17 @@
  */
 
 import * as fs from 'node:fs';
-import * as zlib from 'node:zlib';
 import { DfdetError } from '../errors';
-import { openFileWith, readExactly } from './file';
 import { isTuple, PickleGlobal, PickleObject, type PickleValue, unpickle } from './pickle';
 import { DTYPE_SIZE, numel, type RawDType, type RawTensor, type TensorMeta, type TensorSource, validShape } from './tensor';
+import { type ZipEntry, ZipReader } from './zip';
 
-/** One entry of the ZIP central directory. */
-export interface ZipEntry {
-  name: string;
-  /** 0 = stored, 8 = deflate. */
-  method: number;
-  compressedSize: number;
-  size: number;
-  localHeaderOffset: number;
-}
+export { type ZipEntry, ZipReader };
 
 function bad(file: string, msg: string): never {
   throw new DfdetError('BAD_FORMAT', `Invalid torch zip file ${file}: ${msg}`, { details: { file } });
 }
 
-/** Largest central directory accepted (bounds memory on corrupt input). */
-const MAX_CENTRAL_DIRECTORY = 256 * 1024 * 1024;
-/** Largest entry inflated into memory (data.pkl of a checkpoint is small). */
-const MAX_INFLATED = 1024 * 1024 * 1024;
 /**
  * Largest tensor, in bytes, read from a view holding more elements than its storage (stride 0 or
  * overlapping strides, e.g. an `expand`ed buffer). Such a view costs no bytes in the file, so without
@@ -40,153 +27,6 @@ const MAX_INFLATED = 1024 * 1024 * 1024;
  * (position ids) are tiny; a ViT-L's largest weight is ~150 MB.
  */
 const MAX_EXPANDED_BYTES = 1024 * 1024 * 1024;
-
-/** A ZIP file read through a file handle: central directory up front, entries by range. */
-export class ZipReader {
-  private constructor(
-    readonly path: string,
-    private handle: fs.promises.FileHandle | undefined,
-    readonly size: number,
-    /** Entries by name. */
-    readonly entries: Map<string, ZipEntry>,
-  ) {}
-
-  /** Open `path` and parse its central directory (zip64 aware). */
-  static async open(path: string): Promise<ZipReader> {
-    return openFileWith(path, async (handle) => {
-      const { size } = await handle.stat();
-      const entries = await readCentralDirectory(handle, size, path);
-      return new ZipReader(path, handle, size, entries);
-    });
-  }
-
-  private async readAt(position: number, length: number): Promise<Uint8Array> {
-    if (!this.handle) throw new DfdetError('DISPOSED', `${this.path} is closed`);
-    if (position < 0 || length < 0 || position + length > this.size) bad(this.path, `range ${position}+${length} is outside the file`);
-    const buf = new Uint8Array(length);
-    await readExactly(this.handle, buf, position, () => bad(this.path, 'unexpected end of file'));
-    return buf;
-  }
-
-  /** Absolute offset of an entry's data (after its local header). */
-  async dataOffset(entry: ZipEntry): Promise<number> {
-    const h = await this.readAt(entry.localHeaderOffset, 30);
-    const v = new DataView(h.buffer);
-    if (v.getUint32(0, true) !== 0x04034b50) bad(this.path, `bad local header for ${entry.name}`);
-    const start = entry.localHeaderOffset + 30 + v.getUint16(26, true) + v.getUint16(28, true);
-    if (start + entry.compressedSize > this.size) bad(this.path, `entry ${entry.name} extends past the end of the file`);
-    return start;
-  }
-
-  /** Read a whole entry (inflating deflated ones). */
-  async read(name: string): Promise<Uint8Array> {
-    const e = this.entries.get(name);
-    if (!e) bad(this.path, `missing entry ${name}`);
-    return this.readRange(e!, 0, e!.size);
-  }
-
-  /** Read `length` bytes at `offset` inside an entry's uncompressed data. */
-  async readRange(e: ZipEntry, offset: number, length: number): Promise<Uint8Array> {
-    if (offset < 0 || length < 0 || offset + length > e.size) bad(this.path, `range ${offset}+${length} outside entry ${e.name} (${e.size} bytes)`);
-    const start = await this.dataOffset(e);
-    if (e.method === 0) {
-      if (e.size !== e.compressedSize) bad(this.path, `stored entry ${e.name} has differing sizes`);
-      return this.readAt(start + offset, length);
-    }
-    if (e.method === 8) {
-      if (e.size > MAX_INFLATED) bad(this.path, `deflated entry ${e.name} is too large (${e.size} bytes)`);
-      const raw = await this.readAt(start, e.compressedSize);
-      let out: Buffer;
-      try {
-        out = zlib.inflateRawSync(raw, { maxOutputLength: Math.max(1, e.size) });
-      } catch (err) {
-        bad(this.path, `cannot inflate ${e.name}: ${(err as Error).message}`);
-      }
-      if (out!.length !== e.size) bad(this.path, `entry ${e.name} inflates to ${out!.length} bytes, expected ${e.size}`);
-      return new Uint8Array(out!.buffer, out!.byteOffset + offset, length);
-    }
-    return bad(this.path, `entry ${e.name} uses unsupported compression method ${e.method}`);
-  }
-
-  /** Release the file handle. Idempotent. */
-  async close(): Promise<void> {
-    const h = this.handle;
-    this.handle = undefined;
-    if (h) await h.close();
-  }
-}
-
-async function readCentralDirectory(handle: fs.promises.FileHandle, size: number, file: string): Promise<Map<string, ZipEntry>> {
-  if (size < 22) bad(file, 'file too short for a ZIP');
-  const tailLen = Math.min(size, 22 + 65535 + 20);
-  const tail = Buffer.alloc(tailLen);
-  await handle.read(tail, 0, tailLen, size - tailLen);
-  let eocd = -1;
-  for (let i = tailLen - 22; i >= 0; i--) {
-    if (tail.readUInt32LE(i) === 0x06054b50) {
-      eocd = i;
-      break;
-    }
-  }
-  if (eocd < 0) bad(file, 'no end-of-central-directory record (not a ZIP file)');
-  let count = tail.readUInt16LE(eocd + 10);
-  let cdSize = tail.readUInt32LE(eocd + 12);
-  let cdOffset = tail.readUInt32LE(eocd + 16);
-  if (eocd >= 20 && tail.readUInt32LE(eocd - 20) === 0x07064b50) {
-    const z64Offset = Number(tail.readBigUInt64LE(eocd - 20 + 8));
-    if (z64Offset + 56 > size) bad(file, 'zip64 end-of-central-directory record is outside the file');
-    const rec = Buffer.alloc(56);
-    await handle.read(rec, 0, 56, z64Offset);
-    if (rec.readUInt32LE(0) !== 0x06064b50) bad(file, 'bad zip64 end-of-central-directory record');
-    count = Number(rec.readBigUInt64LE(32));
-    cdSize = Number(rec.readBigUInt64LE(40));
-    cdOffset = Number(rec.readBigUInt64LE(48));
-  }
-  if (cdSize > MAX_CENTRAL_DIRECTORY || cdOffset + cdSize > size || count * 46 > cdSize) {
-    bad(file, `central directory (${count} entries, ${cdSize} bytes at ${cdOffset}) does not fit the file`);
-  }
-  const cd = Buffer.alloc(cdSize);
-  await handle.read(cd, 0, cdSize, cdOffset);
-  const entries = new Map<string, ZipEntry>();
-  let p = 0;
-  for (let i = 0; i < count; i++) {
-    if (p + 46 > cdSize || cd.readUInt32LE(p) !== 0x02014b50) bad(file, `bad central directory entry ${i}`);
-    const method = cd.readUInt16LE(p + 10);
-    let compressedSize = cd.readUInt32LE(p + 20);
-    let usize = cd.readUInt32LE(p + 24);
-    const nameLen = cd.readUInt16LE(p + 28);
-    const extraLen = cd.readUInt16LE(p + 30);
-    const commentLen = cd.readUInt16LE(p + 32);
-    let localHeaderOffset = cd.readUInt32LE(p + 42);
-    if (p + 46 + nameLen + extraLen + commentLen > cdSize) bad(file, `central directory entry ${i} overruns the directory`);
-    const name = cd.toString('utf8', p + 46, p + 46 + nameLen);
-    // zip64 extended information: only the fields saturated in the fixed header are present, in order.
-    let q = p + 46 + nameLen;
-    const extraEnd = q + extraLen;
-    while (q + 4 <= extraEnd) {
-      const id = cd.readUInt16LE(q);
-      const len = cd.readUInt16LE(q + 2);
-      if (q + 4 + len > extraEnd) break;
-      if (id === 0x0001) {
-        let r = q + 4;
-        const take = (): number => {
-          if (r + 8 > q + 4 + len) bad(file, `truncated zip64 field in ${name}`);
-          const v = Number(cd.readBigUInt64LE(r));
-          r += 8;
-          return v;
-        };
-        if (usize === 0xffffffff) usize = take();
-        if (compressedSize === 0xffffffff) compressedSize = take();
-        if (localHeaderOffset === 0xffffffff) localHeaderOffset = take();
-      }
-      q += 4 + len;
-    }
-    if (localHeaderOffset + 30 > size || compressedSize > size) bad(file, `entry ${name} lies outside the file`);
-    entries.set(name, { name, method, compressedSize, size: usize, localHeaderOffset });
-    p += 46 + nameLen + extraLen + commentLen;
-  }
-  return entries;
-}
 
 /** torch storage class name → dtype. */
 const STORAGE_DTYPES: Readonly<Record<string, RawDType>> = {
@@ -228,7 +68,8 @@ export class TorchTensorRef {
   }
 }
 
-function storageFromPid(pid: PickleValue, file: string): TorchStorageRef {
+/** A torch storage persistent id `('storage', <type>, key, location, numel)`, checked. */
+export function storageFromPid(pid: PickleValue, file: string): TorchStorageRef {
   if (!Array.isArray(pid) || pid.length < 5 || pid[0] !== 'storage') bad(file, 'unexpected persistent id (expected a storage tuple)');
   const [, type, key, location, n] = pid as unknown[];
   const typeName = typeof type === 'object' && type !== null && 'name' in type ? String((type as { name: unknown }).name) : String(type);
@@ -264,7 +105,7 @@ function rebuildTensor(args: PickleValue[], file: string): TorchTensorRef {
 }
 
 /** Globals a checkpoint may call; everything else becomes an inert placeholder. */
-function torchGlobals(file: string): Record<string, (args: PickleValue[]) => PickleValue> {
+export function torchGlobals(file: string): Record<string, (args: PickleValue[]) => PickleValue> {
   const g: Record<string, (args: PickleValue[]) => PickleValue> = {
     'torch._utils._rebuild_tensor_v2': (a) => rebuildTensor(a, file) as unknown as PickleValue,
     'torch._utils._rebuild_tensor': (a) => rebuildTensor(a, file) as unknown as PickleValue,
@@ -305,7 +146,7 @@ export class TorchCheckpoint {
    * for the legacy (pre-1.6, non-zip) format and for TorchScript archives (load those as models).
    */
   static async open(path: string): Promise<TorchCheckpoint> {
-    const zip = await ZipReader.open(path).catch(async (e: unknown) => {
+    const zip = await ZipReader.open(path, { kind: 'torch zip file' }).catch(async (e: unknown) => {
       if (e instanceof DfdetError && e.code === 'BAD_FORMAT') {
         const head = Buffer.alloc(2);
         const fh = await fs.promises.open(path, 'r').catch(() => undefined);
@@ -317,6 +158,8 @@ export class TorchCheckpoint {
       throw e;
     });
     try {
+      // A flipped bit anywhere must not become a silently different weight.
+      await zip.verifyAll();
       const pkl = [...zip.entries.keys()].find((n) => /^[^/]+\/data\.pkl$/.test(n));
       if (!pkl) {
         bad(path, 'no <archive>/data.pkl entry (not a torch.save file)');
