@@ -96,6 +96,8 @@ function main() {
     const license = path.join(stage, 'LICENSE');
     if (!fs.existsSync(license)) throw new Error('LICENSE is missing');
     const pkg = JSON.parse(fs.readFileSync(path.join(stage, 'package.json'), 'utf8'));
+    // Users get the install hook only: the development scripts (prepare, test, ...) do not ship.
+    fs.writeFileSync(path.join(stage, 'package.json'), `${JSON.stringify({ ...pkg, scripts: { install: pkg.scripts.install } }, null, 2)}\n`);
 
     console.log(`package: compiling the TypeScript of ${from}`);
     execFileSync(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(stage, 'tsconfig.build.json'), '--sourceMap', 'false'], { stdio: 'inherit' });

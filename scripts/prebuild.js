@@ -37,7 +37,7 @@ function prebuild({ root, addon, flavourId, outDir, flavours }) {
     run(process.execPath, [require.resolve('cmake-js/bin/cmake-js', { paths: [root] }), 'rebuild', '--out', 'build'], root);
     addon = path.join(root, 'build', 'Release', 'dfdet.node');
   }
-  const tmp = path.join(outDir, '.dfdet.node.tmp');
+  const tmp = path.join(outDir, '.strip-tmp.node');
   fs.mkdirSync(outDir, { recursive: true });
   fs.copyFileSync(addon, tmp);
   run('strip', ['--strip-unneeded', tmp]);

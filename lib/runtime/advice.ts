@@ -34,16 +34,23 @@ export function sourceBuildMissing(root: string, report: LoadReport): string[] {
   const cxx = process.env.CXX ? [process.env.CXX] : ['c++', 'g++', 'clang++'];
   if (!cxx.some((c) => (path.isAbsolute(c) ? fs.existsSync(c) : onPath(c)))) missing.push('a C++17 compiler (g++ or clang++)');
   if (!onPath('make') && !onPath('ninja')) missing.push('make or ninja');
-  for (const pkg of BUILD_PACKAGES) {
+  const npmMissing = BUILD_PACKAGES.filter((pkg) => {
     try {
       require.resolve(`${pkg}/package.json`, { paths: [root] });
+      return false;
     } catch {
-      missing.push(`the npm package ${pkg}`);
+      return true;
     }
-  }
+  });
+  if (npmMissing.length) missing.push(`the npm package${npmMissing.length > 1 ? 's' : ''} ${npmMissing.join(', ')}`);
   if (!report.libtorch.some((t) => t.headers)) missing.push('libtorch headers (libtorch-dev, or LIBTORCH=/path/to/libtorch)');
   return missing;
 }
+
+/** The run-time set of a system-libtorch flavour: shared libraries only (no headers, no compiler). */
+const RUNTIME_FIX = (torch: string): string =>
+  `sudo apt-get install --no-install-recommends libtorch${torch} libopenblas0-openmp ffmpeg ` +
+  '(Debian/Ubuntu; or `sudo bash node_modules/dfdet/scripts/setup-system.sh --runtime`, which also selects the OpenMP OpenBLAS)';
 
 function pinnedVersion(root: string, pkg: string): string {
   try {
@@ -62,9 +69,10 @@ function bestFlavour(report: LoadReport): Flavour | undefined {
 
 /** The fix, as commands: what makes a prebuilt load here, else how to build from source. */
 export function loadFix(root: string, report: LoadReport): string {
-  const setup = `sudo bash ${path.join(root, 'scripts', 'setup-system.sh')}`;
+  // Commands that work even after a failed install removed the package folder.
+  const setup = 'sudo apt-get install --no-install-recommends';
   const build =
-    `build from source: ${setup} (libtorch-dev, cmake, g++), then in your project ` +
+    `build from source: ${setup} libtorch-dev cmake g++ make (Debian/Ubuntu), then in your project ` +
     `\`npm install --save-dev ${BUILD_PACKAGES.join(' ')}\` and \`npm rebuild dfdet\` ` +
     '(LIBTORCH=/path/to/libtorch for another libtorch, e.g. a CUDA 2.x one)';
   const f = bestFlavour(report);
@@ -73,9 +81,9 @@ export function loadFix(root: string, report: LoadReport): string {
   const steps: string[] = [];
   const needsLibtorch = !report.libtorch.some((t) => t.layout === f.layout && t.minor === f.torch);
   if (needsLibtorch || attempt?.outcome === 'failed')
-    steps.push(f.layout === 'system' ? `${setup} --runtime (libtorch${f.torch}, OpenBLAS-OpenMP, ffmpeg: shared libraries only)` : `install libtorch ${f.torch} and export LIBTORCH and LD_LIBRARY_PATH`);
+    steps.push(f.layout === 'system' ? `${RUNTIME_FIX(f.torch)}` : `install libtorch ${f.torch} and export LIBTORCH and LD_LIBRARY_PATH`);
   if (!attempt?.file) steps.push(`npm install ${f.package}@${pinnedVersion(root, f.package)} (the prebuilt addon for this machine; optional dependencies were omitted or could not be fetched)`);
-  if (steps.length === 0) steps.push(`${setup} --runtime`);
+  if (steps.length === 0) steps.push(RUNTIME_FIX(f.torch));
   return `${steps.join(', then ')}. Or ${build}.`;
 }
 
@@ -88,7 +96,7 @@ export function loadFailureMessage(root: string, report: LoadReport, sourceBuild
     `dfdet: no native addon loads on ${report.platform}, Node ${report.node}.`,
     `  libtorch: ${describeLibtorch(report.libtorch)}`,
     ...report.attempts.map((a) => `  ${a.name}: ${a.outcome}${a.reason ? ` (${a.reason})` : ''}`),
-    ...(sourceBuild ? [`  source build: ${sourceBuild}`] : []),
+    ...(sourceBuild ? [`  build from source: ${sourceBuild}`] : []),
     `  fix: ${loadFix(root, report)}`,
     '  (DFDET_SKIP_BUILD=1 installs without the addon, to build it later.)',
   ];

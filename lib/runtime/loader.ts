@@ -101,7 +101,7 @@ export function loadAddon(root: string, flavours: readonly Flavour[] = FLAVOURS)
   } else {
     const built = path.join(root, 'build', 'Release', 'dfdet.node');
     const hasBuild = fs.existsSync(built);
-    queue.push({ name: 'source build', kind: 'source', file: hasBuild ? built : null, flavour: null, outcome: hasBuild ? 'not tried' : 'skipped', reason: hasBuild ? null : 'not built (no build/Release/dfdet.node)' });
+    queue.push({ name: 'source build', kind: 'source', file: hasBuild ? built : null, flavour: null, outcome: hasBuild ? 'not tried' : 'skipped', reason: hasBuild ? null : 'no build/Release/dfdet.node' });
     for (const p of planCandidates(flavoursForHost(flavours), libtorch)) {
       const file = resolvePrebuilt(p.flavour.package, root);
       const reasons = [...(file ? [] : ['package not installed']), ...(p.skip ? [p.skip] : [])];

@@ -170,8 +170,8 @@ export function registerDoctor(program: Command): void {
         `node:      ${r.node.version} on ${r.addon.platform}, ${r.node.cpus} cores`,
         `addon:     ${r.addon.loaded ? `${r.addon.loaded} (${r.addon.file})` : 'NONE LOADS'}`,
         ...r.addon.attempts.filter((a) => a.outcome !== 'loaded').map((a) => `  ${a.name}: ${a.outcome}${a.reason ? ` (${a.reason})` : ''}`),
-        `  source build: ${r.addon.sourceBuildMissing.length ? `not possible here (missing ${r.addon.sourceBuildMissing.join(', ')})` : 'possible (npm rebuild dfdet)'}`,
-        `  found:   ${r.addon.libtorch}`,
+        `  build from source: ${r.addon.sourceBuildMissing.length ? `not possible here (missing ${r.addon.sourceBuildMissing.join(', ')})` : 'possible (npm rebuild dfdet)'}`,
+        `  libtorch found: ${r.addon.libtorch}`,
         t
           ? `libtorch:  ${t.version}, ${t.flavour}, ${t.threads} thread${t.threads === 1 ? '' : 's'}, SDPA shim ${t.sdpaShim ? 'on' : 'off'}`
           : 'libtorch:  NOT LOADED',
