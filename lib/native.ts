@@ -1,12 +1,12 @@
 /**
- * Loads the native addon once per process (per worker thread) and turns its errors into
- * {@link DfdetError}s. The only module that touches the .node file.
+ * Loads the native addon once per process (per worker thread; runtime/loader.ts picks the binary)
+ * and turns its errors into {@link DfdetError}s.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-
 import type * as Binding from '../binding';
 import { DfdetError, type ErrorCode } from './errors';
+import { loadFailureMessage } from './runtime/advice';
+import { loadAddon, type LoadReport } from './runtime/loader';
+import { packageRoot } from './runtime/root';
 
 /** The addon's exports, as declared in binding.d.ts, plus its test counters. */
 export type NativeBinding = {
@@ -17,51 +17,36 @@ export type NativeBinding = {
   debugCounters: typeof Binding.debugCounters;
 };
 
-/** Package root: the folder holding package.json (lib/ in sources, dist/lib/ when built). */
-export const packageRoot: string = (() => {
-  let dir = __dirname;
-  for (let i = 0; i < 4; i++) {
-    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'binding.d.ts'))) return dir;
-    dir = path.dirname(dir);
-  }
-  return path.resolve(__dirname, '..');
-})();
+/** Package root (re-exported: other modules find shipped files from it). */
+export { packageRoot };
 
 let cached: NativeBinding | undefined;
+let report: LoadReport | undefined;
 
-/** The native binding; throws NATIVE_LOAD_FAILED with what was tried and how to fix it. */
+/**
+ * The native binding; throws NATIVE_LOAD_FAILED naming the platform, the libtorch found, why each
+ * candidate (source build, prebuilt flavours) did not load, and the fix.
+ */
 export function native(): NativeBinding {
   if (cached) return cached;
-  const override = process.env.DFDET_NATIVE_PATH;
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    cached = (override ? require(override) : require('node-gyp-build')(packageRoot)) as NativeBinding;
-    return cached;
-  } catch (e) {
-    throw new DfdetError('NATIVE_LOAD_FAILED', nativeLoadMessage(e, override), { cause: e });
+  const r = loadAddon(packageRoot);
+  report = r.report;
+  if (!r.binding) {
+    const firstFailure = r.report.attempts.find((a) => a.outcome === 'failed');
+    throw new DfdetError('NATIVE_LOAD_FAILED', loadFailureMessage(packageRoot, r.report), { details: { report: r.report, ...(firstFailure ? { reason: firstFailure.reason } : {}) } });
   }
+  cached = r.binding as NativeBinding;
+  return cached;
 }
 
-function nativeLoadMessage(e: unknown, override: string | undefined): string {
-  const reason = e instanceof Error ? e.message.split('\n')[0] : String(e);
-  const platform = `${process.platform}-${process.arch}, Node ${process.version} (N-API ${process.versions.napi})`;
-  const tried = override
-    ? [override]
-    : [path.join(packageRoot, 'build', 'Release'), path.join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`)];
-  const libtorch =
-    process.env.LIBTORCH ?? process.env.Torch_DIR ??
-    (fs.existsSync('/usr/lib/x86_64-linux-gnu/cmake/Torch/TorchConfig.cmake') ? 'system libtorch-dev found' : 'no libtorch found');
-  const missingLib = /lib(torch|c10|blas|lapack|gomp)[^:]*\.so[^:]*: cannot open/.exec(reason);
-  const fix = missingLib
-    ? `A shared library is missing (${missingLib[0]}). Install the system dependencies: sudo bash ${path.join(packageRoot, 'scripts/setup-system.sh')}` +
-      ' (or point LD_LIBRARY_PATH at your libtorch/lib).'
-    : `Build the addon: install the system dependencies (sudo bash ${path.join(packageRoot, 'scripts/setup-system.sh')}), then run ` +
-      `\`npm run build:native\` in ${packageRoot} (set LIBTORCH=/path/to/libtorch for a CUDA build).`;
-  return [
-    `dfdet's native addon could not be loaded on ${platform}: ${reason}`,
-    `Tried: ${tried.join(', ')}. libtorch: ${libtorch}.`,
-    fix,
-  ].join('\n');
+/** Which addon loaded and why each other candidate did not (loads it first if needed; never throws). */
+export function nativeLoadReport(): LoadReport {
+  try {
+    native();
+  } catch {
+    // the report says why
+  }
+  return report!;
 }
 
 let version: string | undefined;

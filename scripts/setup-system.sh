@@ -2,13 +2,15 @@
 # System set-up for dfdet on Debian/Ubuntu: libtorch (CPU), a fast BLAS, ffmpeg, build tools.
 # Idempotent and unattended. Without root it prints the exact command to run instead.
 #
-#   bash scripts/setup-system.sh          # runtime + build dependencies
+#   bash scripts/setup-system.sh          # runtime + build dependencies (source builds, development)
+#   bash scripts/setup-system.sh --runtime  # only the shared libraries a prebuilt addon needs
 #   bash scripts/setup-system.sh --test   # also the Python references the tests compare against
 #   bash scripts/setup-system.sh --demo   # also Debian packages that ship real photos with faces
 #   bash scripts/setup-system.sh --check  # only report what is missing (exit 1 if anything is)
 set -euo pipefail
 
 mode=install
+runtime_only=0
 with_test=0
 with_demo=0
 for arg in "$@"; do
@@ -16,14 +18,20 @@ for arg in "$@"; do
     --test) with_test=1 ;;
     --demo) with_demo=1 ;;
     --check) mode=check ;;
+    --runtime) runtime_only=1 ;;
     *) echo "unknown option: $arg" >&2; exit 2 ;;
   esac
 done
 
-# Build + runtime. libopenblas0-openmp: libtorch calls the system libblas.so.3; Debian's reference
-# BLAS makes a ViT-L/14 forward ~85 s, OpenBLAS with OpenMP ~1.7 s, OpenBLAS with pthreads fights
-# libtorch's OpenMP threads (~2x slower). We select the OpenMP flavour below.
-pkgs=(build-essential cmake libtorch-dev libopenblas0-openmp ffmpeg ca-certificates)
+# Run time: shared libraries only (what a prebuilt @dfdet/linux-x64-torch1.13-cpu addon links).
+# libopenblas0-openmp: libtorch calls the system libblas.so.3; Debian's reference BLAS makes a
+# ViT-L/14 forward ~85 s, OpenBLAS with OpenMP ~1.7 s, OpenBLAS with pthreads fights libtorch's
+# OpenMP threads (~2x slower). We select the OpenMP flavour below.
+runtime_pkgs=(libtorch1.13 libopenblas0-openmp ffmpeg)
+# Build (source builds of the addon, development): headers, CMake config, compiler.
+build_pkgs=(build-essential cmake libtorch-dev ca-certificates)
+pkgs=("${runtime_pkgs[@]}")
+[ "$runtime_only" = 1 ] || pkgs+=("${build_pkgs[@]}")
 # Independent references used by the test-suite (PyTorch, PIL, scikit-learn, ONNX via OpenCV) and
 # real photos with faces shipped by Debian.
 test_pkgs=(python3-torch python3-numpy python3-pil python3-sklearn python3-onnx python3-opencv
@@ -37,7 +45,12 @@ for p in "${pkgs[@]}"; do
 done
 
 arch=$(dpkg --print-architecture 2>/dev/null || echo amd64)
-triplet=$(gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)
+# The multiarch folder without gcc (a run-time-only machine has no compiler).
+case "$arch" in
+  amd64) triplet=x86_64-linux-gnu ;;
+  arm64) triplet=aarch64-linux-gnu ;;
+  *) triplet=$(gcc -dumpmachine 2>/dev/null || echo "$arch-linux-gnu") ;;
+esac
 omp_dir=/usr/lib/$triplet/openblas-openmp
 blas_ok=1
 # libtorch also links libopenblas.so.0 directly: all three must be the OpenMP build, or two

@@ -1,6 +1,6 @@
 /**
- * `dfdet doctor`: checks the installation (libtorch addon, BLAS, ffmpeg, sharp, face model, cache)
- * and says how to fix what is wrong. Exit 0 when all is well, 1 with a list of problems.
+ * `dfdet doctor`: checks the installation (which addon loaded and why the others did not, libtorch,
+ * BLAS, ffmpeg, sharp, face model, cache) and says how to fix what is wrong. Exit 0 when all is well, 1 with a list of problems.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -11,7 +11,10 @@ import type { Command } from 'commander';
 import { cacheList, defaultCacheDir } from '../../cache';
 import { isDfdetError } from '../../errors';
 import { BLAZEFACE_MODEL_PATH } from '../../faces/blazeface';
-import { native, packageRoot } from '../../native';
+import { native, nativeLoadReport, packageRoot } from '../../native';
+import { loadFix, sourceBuildMissing } from '../../runtime/advice';
+import { describeLibtorch } from '../../runtime/libtorch';
+import type { LoadAttempt } from '../../runtime/loader';
 import { defaultModel } from '../../registry';
 import { bytes } from '../output';
 import { EXIT } from '../options';
@@ -28,6 +31,8 @@ export interface DoctorReport {
   problems: Finding[];
   warnings: Finding[];
   node: { version: string; platform: string; arch: string; cpus: number };
+  /** The addon candidates in load order: the one that loaded, and why each other did not. */
+  addon: { platform: string; loaded: string | null; file: string | null; libtorch: string; attempts: LoadAttempt[]; sourceBuildMissing: string[] };
   torch: { version: string; flavour: string; cudaAvailable: boolean; cudaDevices: number; threads: number; sdpaShim: boolean; blasLibraries: string[]; blas: string } | null;
   ffmpeg: { path: string; version: string | null };
   ffprobe: { path: string; version: string | null };
@@ -62,6 +67,15 @@ export async function runChecks(cacheDir = defaultCacheDir()): Promise<DoctorRep
   const nodeMajor = Number(process.versions.node.split('.')[0]);
   if (nodeMajor < 20) problems.push({ what: `Node ${process.version} is too old`, fix: 'install Node 20 or newer' });
 
+  const load = nativeLoadReport();
+  const addon: DoctorReport['addon'] = {
+    platform: load.platform,
+    loaded: load.loaded?.name ?? null,
+    file: load.loaded?.file ?? null,
+    libtorch: describeLibtorch(load.libtorch),
+    attempts: load.attempts,
+    sourceBuildMissing: sourceBuildMissing(packageRoot, load),
+  };
   let torch: DoctorReport['torch'] = null;
   try {
     const r = native().runtimeInfo();
@@ -82,7 +96,7 @@ export async function runChecks(cacheDir = defaultCacheDir()): Promise<DoctorRep
       problems.push({ what: 'the pthread flavour of OpenBLAS is loaded (it oversubscribes the cores together with libtorch\'s OpenMP: ~2x slower)', fix: `${SETUP_FIX}  (or run with OMP_WAIT_POLICY=PASSIVE)` });
     if (r.threads < os.cpus().length) warnings.push({ what: `libtorch uses ${r.threads} of ${os.cpus().length} cores before a model is loaded`, fix: 'dfdet sets the thread count when it loads a model (--threads, DFDET_THREADS)' });
   } catch (e) {
-    problems.push({ what: `the native addon does not load: ${isDfdetError(e) ? e.message.split('\n')[0] : String(e)}`, fix: isDfdetError(e) ? e.message.split('\n').slice(1).join(' ') : SETUP_FIX });
+    problems.push({ what: `the native addon does not load: ${isDfdetError(e, 'NATIVE_LOAD_FAILED') ? 'no candidate loads (see addon above)' : String(e)}`, fix: loadFix(packageRoot, load) });
   }
 
   const ffmpegPath = process.env.DFDET_FFMPEG || 'ffmpeg';
@@ -126,6 +140,7 @@ export async function runChecks(cacheDir = defaultCacheDir()): Promise<DoctorRep
     problems,
     warnings,
     node: { version: process.version, platform: process.platform, arch: process.arch, cpus: os.cpus().length },
+    addon,
     torch,
     ffmpeg,
     ffprobe,
@@ -139,7 +154,7 @@ export async function runChecks(cacheDir = defaultCacheDir()): Promise<DoctorRep
 export function registerDoctor(program: Command): void {
   program
     .command('doctor')
-    .description('check the installation (libtorch, BLAS, ffmpeg, sharp, models, cache) and say how to fix problems')
+    .description('check the installation (which addon loaded and why the others did not, libtorch, BLAS, ffmpeg, sharp, models, cache) and say how to fix problems')
     .option('--json', 'print JSON')
     .option('--cache-dir <dir>', 'cache folder to inspect')
     .addHelpText('after', '\nExit codes: 0 all good (warnings allowed), 1 problems found (each with its fix).')
@@ -152,7 +167,11 @@ export function registerDoctor(program: Command): void {
       }
       const t = r.torch;
       const lines = [
-        `node:      ${r.node.version} (${r.node.platform}-${r.node.arch}, ${r.node.cpus} cores)`,
+        `node:      ${r.node.version} on ${r.addon.platform}, ${r.node.cpus} cores`,
+        `addon:     ${r.addon.loaded ? `${r.addon.loaded} (${r.addon.file})` : 'NONE LOADS'}`,
+        ...r.addon.attempts.filter((a) => a.outcome !== 'loaded').map((a) => `  ${a.name}: ${a.outcome}${a.reason ? ` (${a.reason})` : ''}`),
+        `  build from source: ${r.addon.sourceBuildMissing.length ? `not possible here (missing ${r.addon.sourceBuildMissing.join(', ')})` : 'possible (npm rebuild dfdet)'}`,
+        `  libtorch found: ${r.addon.libtorch}`,
         t
           ? `libtorch:  ${t.version}, ${t.flavour}, ${t.threads} thread${t.threads === 1 ? '' : 's'}, SDPA shim ${t.sdpaShim ? 'on' : 'off'}`
           : 'libtorch:  NOT LOADED',
