@@ -70,7 +70,11 @@ interface CacheIndex {
 }
 
 /** Progress of {@link prepareCrops}: items done of total, rows so far. */
-export type CropProgress = (done: number, total: number, rows: number) => void;
+export interface CropProgress {
+  done: number;
+  total: number;
+  rows: number;
+}
 
 /** Cache key: the crop options and every item's path, label, size and modification time. */
 function cacheKey(items: readonly DatasetItem[], opts: CropOptions): string {
@@ -85,15 +89,15 @@ function cacheKey(items: readonly DatasetItem[], opts: CropOptions): string {
 
 /**
  * Crops of every labelled item, from the cache under `cacheDir` when present, else made now
- * (and cached). Throws BAD_INPUT for items without a label, and when no item gives a crop.
+ * (and cached), yielding progress after each item. Throws BAD_INPUT for items without a label,
+ * and when no item gives a crop.
  */
-export async function prepareCrops(
+export async function* prepareCrops(
   items: readonly DatasetItem[],
   opts: CropOptions,
   cacheDir: string,
-  onProgress?: CropProgress,
   signal?: AbortSignal,
-): Promise<CropSet> {
+): AsyncGenerator<CropProgress, CropSet> {
   const unlabelled = items.find((it) => it.label === null);
   if (unlabelled) throw new DfdetError('BAD_INPUT', `Expected a label (real or fake) for every training item but ${unlabelled.path} has none`);
   const dir = path.join(cacheDir, 'train-crops');
@@ -133,7 +137,7 @@ export async function prepareCrops(
           itemOf.push(i);
         }
       }
-      onProgress?.(i + 1, items.length, labels.length);
+      yield { done: i + 1, total: items.length, rows: labels.length };
     }
   } finally {
     await out.close();

@@ -84,9 +84,10 @@ export async function* train(options: TrainOptions): AsyncGenerator<TrainEvent, 
     if (dir === undefined) continue;
     const items = await scanDataset(dir);
     if (items.length === 0) throw new DfdetError('BAD_INPUT', `Expected labelled images or videos in ${dir} but found none`);
-    const progress: TrainEvent[] = [];
-    const set = await prepareCrops(items, cropOpts, o.cacheDir, (done, total, rows) => progress.push({ type: 'crops', split, done, total, rows }), o.signal);
-    yield* progress;
+    const crops = prepareCrops(items, cropOpts, o.cacheDir, o.signal);
+    let next = await crops.next();
+    for (; !next.done; next = await crops.next()) yield { type: 'crops', split, ...next.value };
+    const set = next.value;
     sets[split] = set;
     yield { type: 'data', split, items: items.length, rows: set.count, skipped: set.skipped.length, cached: set.cached };
   }
