@@ -155,3 +155,78 @@ export declare function setThreads(threads: number): void;
 
 /** Tensors whose memory JS ArrayBuffers own right now (leak checks and zero-copy tests). */
 export declare function debugCounters(): { liveExternalTensors: number; liveExternalBytes: number };
+
+export interface NativeTrainerOptions {
+  /** 'cpu', 'cuda' or 'cuda:N'. */
+  device?: string;
+  /** 'float32', or 'bfloat16' for autocast (bf16 matmuls, float32 weights, LayerNorms and losses). */
+  dtype?: 'float32' | 'bfloat16';
+  /** Regular expression (ECMAScript source) matching the names of the parameters to train; all others are frozen. */
+  trainable: string;
+  /** Regular expression matching the trained parameters that get weight decay (the others get none). */
+  decay?: string;
+  /** AdamW hyper-parameters (defaults 0, 0.9, 0.999, 1e-8). */
+  weightDecay?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  /** Cross-entropy label smoothing (default 0). */
+  labelSmoothing?: number;
+  /** Weights of GenD's alignment and uniformity losses on the normalised features (default 0: off). */
+  alignment?: number;
+  uniformity?: number;
+  /** Clip the gradients' global L2 norm to this (default 0: no clipping). */
+  gradClip?: number;
+}
+
+export interface NativeTrainStepOptions {
+  /** Learning rate of this step. */
+  lr: number;
+  /** Slerp augmentation: index of each row's same-class partner, -1 for none (int32 [B]). */
+  slerpPartner?: NativeTensor;
+  /** Slerp interpolation weight t of each row (float32 [B]). */
+  slerpWeight?: NativeTensor;
+}
+
+export interface NativeTrainStepResult {
+  /** Total loss, and its parts (unweighted alignment and uniformity; 0 when off). */
+  loss: number;
+  ce: number;
+  alignment: number;
+  uniformity: number;
+  /** Global gradient norm before clipping. */
+  gradNorm: number;
+  /** Optimiser steps taken so far (this one included). */
+  step: number;
+  /** Logits [B, 2] of the training forward. */
+  logits: NativeTensor;
+}
+
+export interface NativeTrainerInfo {
+  /** Trained parameters, in optimiser order. */
+  trainable: string[];
+  /** Every parameter of the model. */
+  parameters: string[];
+  trainableCount: number;
+  device: string;
+  dtype: string;
+}
+
+/** LayerNorm/head fine-tuning of a dfdet detector file (its `pooled` and `head` methods). */
+export declare class NativeTrainer {
+  private constructor();
+  static create(path: string, options: NativeTrainerOptions): Promise<NativeTrainer>;
+  info(): NativeTrainerInfo;
+  /** One AdamW step on a batch of CLIP tensors [B, 3, H, W] with labels (int32 [B], 0 real / 1 fake). */
+  step(images: NativeTensor, labels: NativeTensor, options: NativeTrainStepOptions): Promise<NativeTrainStepResult>;
+  /** Logits [B, 2] in inference mode, without gradients. */
+  evaluate(images: NativeTensor): Promise<NativeTensor>;
+  /** Save the current weights as a TorchScript detector with these extra files. */
+  saveModel(path: string, extraFiles?: Record<string, string>): Promise<void>;
+  /** Save trained tensors, optimiser state and `meta` (JSON text) to resume from. */
+  saveCheckpoint(path: string, meta: string): Promise<void>;
+  /** Restore a checkpoint of the same model and trainable set; resolves with its `meta`. */
+  loadCheckpoint(path: string): Promise<string>;
+  dispose(): Promise<void>;
+  readonly disposed: boolean;
+}

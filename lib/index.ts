@@ -50,6 +50,7 @@ export { readDetectorMetadata, type DetectorMetadata } from './detector-model/me
 export { computeMetrics, auroc, averagePrecision, rocCurve, type BinaryMetrics } from './eval/metrics';
 export { scanDataset, type DatasetItem } from './eval/dataset';
 export { evaluate, writeReport, type Prediction } from './eval/report';
+export { train, type TrainOptions, type TrainEvent, type TrainSummary, type EpochRecord } from './train/loop';
 export { pull, type PullOptions, type PullResult } from './pull';
 export { loadRegistry, getModel, listModels, type RegistryEntry } from './registry';
 export { cacheList, defaultCacheDir } from './cache';

@@ -11,6 +11,7 @@ import { packageRoot } from './runtime/root';
 /** The addon's exports, as declared in binding.d.ts, plus its test counters. */
 export type NativeBinding = {
   NativeModel: typeof Binding.NativeModel;
+  NativeTrainer: typeof Binding.NativeTrainer;
   buildModule: typeof Binding.buildModule;
   runtimeInfo: typeof Binding.runtimeInfo;
   setThreads: typeof Binding.setThreads;

@@ -14,6 +14,7 @@
 #include "common.h"
 #include "model.h"
 #include "sdpa.h"
+#include "train.h"
 
 namespace dfdet {
 
@@ -102,6 +103,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData<AddonData>(data);  // deleted by node-addon-api when this environment ends
   env.AddCleanupHook([data] { data->closing = true; });
   exports.Set("NativeModel", initModelClass(env, data));
+  exports.Set("NativeTrainer", initTrainerClass(env));
   exports.Set("buildModule", Napi::Function::New(env, BuildModule, "buildModule"));
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));

@@ -12,6 +12,7 @@ import { registerEval } from './commands/eval';
 import { registerInfo } from './commands/info';
 import { registerModel } from './commands/model';
 import { registerPull } from './commands/pull';
+import { registerTrain } from './commands/train';
 import { errorMessage, EXIT, EXIT_HELP, exitCodeOf } from './options';
 
 function version(): string {
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
     .configureHelp({ sortSubcommands: false, showGlobalOptions: false });
   registerDetect(program);
   registerEval(program);
+  registerTrain(program);
   registerPull(program);
   registerConvert(program);
   registerModel(program);

@@ -1,0 +1,137 @@
+/**
+ * One (and a second) optimisation step of dfdet's native trainer against the same steps in plain
+ * PyTorch (test/python/train_ref.py) on the same tiny detector and batch; only LayerNorm and head
+ * tensors change; bad input ends in typed errors.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { NativeTrainer } from '../binding';
+import { initModel } from '../lib/detector-model/init';
+import { isDfdetError } from '../lib/errors';
+import { wrapNativeError } from '../lib/native';
+import { createTrainer, TRAINABLE, WEIGHT_DECAY } from '../lib/train/model';
+import { resolveTrainOptions } from '../lib/train/options';
+import { slerpPairs, epochRandom } from '../lib/train/schedule';
+import { runPython, skipWithoutPython } from './helpers/python';
+import { rng } from './helpers/random';
+
+interface RefResult {
+  steps: { loss: number; ce: number; alignment: number; uniformity: number; gradNorm: number }[];
+  params: Record<string, { trainable: boolean; refVsDfdet: number; refVsBase: number; dfdetVsBase: number }>;
+}
+
+let dir: string;
+let base: string;
+beforeAll(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dfdet-train-step-'));
+  base = path.join(dir, 'tiny.pt');
+  await initModel({ arch: 'tiny', seed: 3, output: base });
+});
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+const B = 6;
+function batch(): { images: Float32Array; labels: Int32Array } {
+  const r = rng(11);
+  const images = Float32Array.from({ length: B * 3 * 224 * 224 }, () => (r() - 0.5) * 4);
+  return { images, labels: Int32Array.from([0, 1, 0, 1, 1, 0]) };
+}
+
+const skip = skipWithoutPython('torch', 'numpy');
+
+describe.skipIf(skip)('training step vs PyTorch', () => {
+  for (const variant of [
+    { name: 'cross-entropy + slerp', slerp: true, labelSmoothing: 0, alignment: 0, uniformity: 0, gradClip: 0 },
+    { name: 'all losses, label smoothing, clipping', slerp: true, labelSmoothing: 0.1, alignment: 0.5, uniformity: 0.3, gradClip: 0.005 },
+  ]) {
+    it(`${variant.name}: two AdamW steps match to 1e-5; only LayerNorm and head tensors change`, async () => {
+      const out = path.join(dir, `trained-${variant.gradClip}.pt`);
+      const o = resolveTrainOptions({ model: base, data: dir, out, weightDecay: 0.05, ...variant });
+      const trainer = await createTrainer(o);
+      const { images, labels } = batch();
+      const pairs = slerpPairs(labels, epochRandom(5, 0));
+      const lrs = [0.01, 0.004];
+      const got = [];
+      try {
+        for (const lr of lrs) {
+          got.push(
+            await trainer.step({ data: images, shape: [B, 3, 224, 224], dtype: 'float32' }, { data: labels, shape: [B], dtype: 'int32' }, {
+              lr,
+              slerpPartner: { data: pairs.partner, shape: [B], dtype: 'int32' },
+              slerpWeight: { data: pairs.weight, shape: [B], dtype: 'float32' },
+            }),
+          );
+        }
+        await trainer.saveModel(out);
+      } finally {
+        await trainer.dispose();
+      }
+      const imagesFile = path.join(dir, 'images.f32');
+      fs.writeFileSync(imagesFile, images);
+      const ref = runPython<RefResult>('train_ref.py', [], {
+        base,
+        trained: out,
+        images: imagesFile,
+        shape: [B, 3, 224, 224],
+        labels: [...labels],
+        partner: [...pairs.partner],
+        weight: [...pairs.weight],
+        lrs,
+        trainable: TRAINABLE.source,
+        decay: WEIGHT_DECAY.source,
+        weightDecay: 0.05,
+        ...variant,
+      });
+      for (let s = 0; s < lrs.length; s++) {
+        for (const k of ['loss', 'ce', 'alignment', 'uniformity', 'gradNorm'] as const) {
+          const want = variant.alignment === 0 && (k === 'alignment' || k === 'uniformity') ? 0 : ref.steps[s]![k];
+          expect(Math.abs(got[s]![k] - want), `step ${s + 1} ${k}`).toBeLessThan(1e-5);
+        }
+      }
+      // Clipping really clipped in the second variant (else the test would not test it).
+      if (variant.gradClip > 0) expect(got[0]!.gradNorm).toBeGreaterThan(variant.gradClip);
+      const names = Object.keys(ref.params);
+      const trainable = names.filter((n) => ref.params[n]!.trainable);
+      // 2 blocks × 2 LayerNorms + pre + post = 6 LayerNorms (weight, bias) + head weight and bias.
+      expect(trainable.sort()).toEqual(
+        ['head_bias', 'head_weight', 'post_ln_bias', 'post_ln_weight', 'pre_ln_bias', 'pre_ln_weight', ...[0, 1].flatMap((i) => ['ln1', 'ln2'].flatMap((l) => [`layer${i}.${l}_bias`, `layer${i}.${l}_weight`]))].sort(),
+      );
+      for (const n of names) {
+        const p = ref.params[n]!;
+        expect(p.refVsDfdet, `${n} dfdet vs PyTorch`).toBeLessThan(1e-5);
+        if (p.trainable) expect(p.dfdetVsBase, `${n} changed`).toBeGreaterThan(1e-4);
+        else expect(p.dfdetVsBase, `${n} frozen`).toBe(0);
+      }
+    });
+  }
+});
+
+describe('trainer errors', () => {
+  it('bad labels, NaN images and a disposed trainer give typed errors', async () => {
+    const o = resolveTrainOptions({ model: base, data: dir, out: path.join(dir, 'x.pt') });
+    const trainer: NativeTrainer = await createTrainer(o);
+    const images = new Float32Array(2 * 3 * 224 * 224);
+    const call = (labels: Int32Array, im = images) =>
+      Promise.resolve()
+        .then(() => trainer.step({ data: im, shape: [2, 3, 224, 224], dtype: 'float32' }, { data: labels, shape: [labels.length], dtype: 'int32' }, { lr: 0.1 }))
+        .then(
+        () => null,
+        (e: unknown) => wrapNativeError(e),
+      );
+    expect((await call(Int32Array.from([0, 2])))?.code).toBe('BAD_INPUT');
+    expect((await call(Int32Array.from([0])))?.code).toBe('BAD_INPUT');
+    const nan = images.slice();
+    nan[5] = Number.NaN;
+    expect((await call(Int32Array.from([0, 1]), nan))?.code).toBe('BAD_INPUT');
+    await trainer.dispose();
+    const e = await call(Int32Array.from([0, 1]));
+    expect(isDfdetError(e, 'DISPOSED')).toBe(true);
+  });
+
+  it('a file that is not a dfdet detector is UNSUPPORTED or MODEL_LOAD_FAILED', async () => {
+    const bad = path.join(dir, 'bad.pt');
+    fs.writeFileSync(bad, 'not a model');
+    await expect(createTrainer(resolveTrainOptions({ model: bad, data: dir, out: path.join(dir, 'y.pt') }))).rejects.toMatchObject({ code: 'MODEL_LOAD_FAILED' });
+  });
+});
