@@ -11,7 +11,7 @@
  * highest track mean.
  */
 import { Batcher, type BatchStats } from './batcher';
-import { readDetectorMetadata, type DetectorMetadata } from './detector-model/metadata';
+import { METADATA_FILE, readDetectorMetadata, type DetectorMetadata } from './detector-model/metadata';
 import { DfdetError, invalidParameter, isDfdetError, type ErrorCode } from './errors';
 import { cropFace } from './faces/align';
 import { detectFaces, loadFaceDetector, type Face, type FaceBox } from './faces/blazeface';
@@ -271,7 +271,7 @@ export class Detector {
   static async create(options: DetectorOptions = {}): Promise<Detector> {
     const opts = validateOptions(options);
     const { source, name } = await resolveModel(options.model, options.cacheDir);
-    const loadOpts = { device: options.device, dtype: options.dtype, threads: options.threads };
+    const loadOpts = { device: options.device, dtype: options.dtype, threads: options.threads, extraFiles: [METADATA_FILE] };
     const model = await Model.load(source, loadOpts);
     let faceModel: Model | undefined;
     try {
