@@ -226,13 +226,12 @@ describe.skipIf(!photos)('dfdet detect', () => {
   it('SIGINT stops a run cleanly with exit 130', async () => {
     const clips = Array.from({ length: 6 }, () => path.join(mix, 'sub', 'clip.mp4'));
     let sent = false;
-    const t0 = Date.now();
     const r = await dfdet(['detect', '--model', model, '--json', '--frames', '20', '--concurrency', '1', ...clips], {
       onStderr: (chunk, child) => {
-        // The warning is printed once the models are loaded and the run has started.
+        // The warning is printed once the models are loaded and the interrupt handler is installed.
         if (!sent && /RANDOM weights/.test(chunk)) {
           sent = true;
-          setTimeout(() => child.kill('SIGINT'), 300);
+          child.kill('SIGINT');
         }
       },
     });
@@ -240,7 +239,6 @@ describe.skipIf(!photos)('dfdet detect', () => {
     expect(r.code, r.stderr).toBe(130);
     expect(r.stderr).toMatch(/interrupted/);
     expect(ndjson<Row>(r.stdout).length).toBeLessThan(6);
-    expect(Date.now() - t0).toBeLessThan(30_000);
   });
 });
 
