@@ -184,10 +184,18 @@ describe.skipIf(!photos)('dfdet detect', () => {
 
     // Paths from stdin, and a quoted glob expanded by dfdet.
     const listed = [path.join(mix, 'grace.jpg'), '', path.join(mix, 'sub', 'astronaut.png')].join('\n');
-    const [stdin, glob] = await Promise.all([
+    const [stdin, glob, noMatch] = await Promise.all([
       dfdet(['detect', '--model', model, '--faces', 'none', '--json', '-'], { input: `${listed}\n` }),
       dfdet(['detect', '--model', model, '--faces', 'none', '--json', `${mix}/**/*.png`]),
+      dfdet(['detect', '--model', model, '--faces', 'none', '--json', `${mix}/*.gif`]),
     ]);
+    // A pattern that matches nothing is a failed input that says so, and a run that scored
+    // nothing reports no speed.
+    expect(noMatch.code).toBe(1);
+    const [unmatched] = ndjson<Row>(noMatch.stdout);
+    expect(unmatched!.error).toEqual({ code: 'NOT_FOUND', message: `the pattern ${mix}/*.gif matched no files` });
+    expect(noMatch.stderr).toMatch(/1 failed\n.* s, nothing scored/);
+    expect(noMatch.stderr).not.toMatch(/img\/s/);
     expect(stdin.code, stdin.stderr).toBe(0);
     expect(ndjson<Row>(stdin.stdout).map((r) => path.basename(r.source)).sort()).toEqual(['astronaut.png', 'grace.jpg']);
     expect(glob.code).toBe(1); // truncated.png is matched too
