@@ -108,7 +108,8 @@ export interface NativeModelInfo {
 export interface NativeRunOptions {
   /**
    * Reject inputs holding NaN or infinity with BAD_INPUT (default true). The check runs on the
-   * thread pool; callers that checked their data already (lib/batcher.ts) pass false.
+   * thread pool; a caller that checked its data already (the Batcher checks each item, to fail
+   * only its owner) passes false so no input is checked twice.
    */
   checkFinite?: boolean;
 }

@@ -50,7 +50,10 @@ export interface ModelLoadOptions {
 
 /** Options of {@link Model.run}. */
 export interface RunOptions {
-  /** Reject inputs holding NaN/Infinity with BAD_INPUT. Default true. */
+  /**
+   * Reject inputs holding NaN/Infinity with BAD_INPUT. Default true: the addon checks on the thread
+   * pool. Pass false when the data was checked already (the Batcher checks item by item).
+   */
   checkFinite?: boolean;
   /** Abort while queued (a run already inside libtorch finishes, its result is dropped). */
   signal?: AbortSignal;
