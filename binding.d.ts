@@ -6,6 +6,29 @@
  * layer (`lib/native.ts`) is the only importer; user code goes through `lib/model.ts`.
  */
 
+/**
+ * The `code` of every error the addon throws or rejects with (an `Error` with a string `code`).
+ * The same list as `DFDET_NATIVE_ERROR_CODES` in `native/errors.h` (test/native-errors.test.ts
+ * compares the two files); each is also an `ErrorCode` of lib/errors.ts, and lib/native.ts maps
+ * them one to one from the runtime list {@link errorCodes}.
+ */
+export type NativeErrorCode =
+  /** A malformed argument, tensor, build spec or option; NaN/infinite inputs; no such method. */
+  | 'BAD_INPUT'
+  /** The model was disposed, or the JavaScript environment is shutting down. */
+  | 'DISPOSED'
+  /** `NativeModel.load` failed: not a TorchScript archive, truncated, unknown ops. */
+  | 'MODEL_LOAD_FAILED'
+  /** An allocation failed (CPU or CUDA). */
+  | 'OUT_OF_MEMORY'
+  /** libtorch raised while running a method (e.g. a shape the model rejects). */
+  | 'RUNTIME_ERROR'
+  /** A device, output dtype or output value kind this build cannot handle (e.g. CUDA without a CUDA libtorch). */
+  | 'UNSUPPORTED';
+
+/** Every {@link NativeErrorCode}, in the order of `native/errors.h` (a frozen array). */
+export declare const errorCodes: readonly NativeErrorCode[];
+
 /** Element types the addon converts between JS typed arrays and torch tensors. */
 export type NativeDType =
   | 'float32'
@@ -52,6 +75,10 @@ export type NativeValue =
   | NativeValue[]
   | { [key: string]: NativeValue };
 
+/**
+ * Options of {@link NativeModel.load}. lib/model.ts checks them with sharp-style errors before the
+ * call (lib/model-options.ts); the addon's own checks are a backstop for direct callers.
+ */
 export interface NativeLoadOptions {
   /** 'cpu', 'cuda' or 'cuda:N'. */
   device: string;
@@ -79,7 +106,11 @@ export interface NativeModelInfo {
 }
 
 export interface NativeRunOptions {
-  /** Reject inputs holding NaN or infinity with BAD_INPUT (default true). */
+  /**
+   * Reject inputs holding NaN or infinity with BAD_INPUT (default true). The check runs on the
+   * thread pool; a caller that checked its data already (the Batcher checks each item, to fail
+   * only its owner) passes false so no input is checked twice.
+   */
   checkFinite?: boolean;
 }
 
@@ -89,8 +120,10 @@ export declare class NativeModel {
   static load(source: string | Uint8Array, options: NativeLoadOptions): Promise<NativeModel>;
   info(): NativeModelInfo;
   /**
-   * Run `method` on the inputs (pinned until the promise settles). Runs are serialised per model
-   * inside the addon; outputs are typed arrays over the result tensors' own memory.
+   * Run `method` on the inputs (pinned until the promise settles); outputs are typed arrays over
+   * the result tensors' own memory. lib/model.ts queues runs per model (the owner of their order);
+   * the addon also holds a per-model lock during a run, a backstop that keeps direct callers of
+   * this binding from running one module on two threads.
    * The inputs' memory is read in place on another thread: do not transfer or detach their
    * ArrayBuffers before the promise settles (lib/model.ts marks them untransferable for you).
    */
@@ -150,7 +183,7 @@ export interface NativeRuntimeInfo {
 
 export declare function runtimeInfo(): NativeRuntimeInfo;
 
-/** Set libtorch's intra-op thread count (process-wide). */
+/** Set libtorch's intra-op thread count (process-wide): an integer from 1 to 1024, else BAD_INPUT. */
 export declare function setThreads(threads: number): void;
 
 /** Tensors whose memory JS ArrayBuffers own right now (leak checks and zero-copy tests). */

@@ -1,8 +1,15 @@
 /**
  * A TorchScript model in the native addon: load, inspect, run, dispose. Every heavy step runs on
- * the thread pool; runs of one model are queued here (one native run in flight per model) because
- * two concurrent forwards on this class of machine are slower than two in a row and would each
- * block a libuv thread.
+ * the thread pool.
+ *
+ * Runs of one model are ordered here and only here: the queue below keeps one native run in flight
+ * per model (two concurrent forwards on this class of machine are slower than two in a row, and
+ * each would block a libuv thread), rejects aborted runs while they wait, and lets dispose() wait
+ * for the queue. The Batcher only decides what goes into a batch (it sends one at a time so the
+ * next fills while one runs); the addon's per-model lock is a backstop for the raw binding.
+ *
+ * This module knows no file format of its own: which extra archive files to read (a detector's
+ * metadata, see lib/detector-model/metadata.ts) is the caller's business.
  */
 import * as fs from 'node:fs';
 import { markAsUntransferable } from 'node:worker_threads';
@@ -19,13 +26,12 @@ import type {
 } from '../binding';
 import { DfdetError, invalidParameter, parameterError } from './errors';
 import { checkTorchScriptArchive } from './formats/torchscript-check';
+import { checkDevice, checkDType, checkThreads, type ModelDType } from './model-options';
 import { native, torchVersion, wrapNativeError } from './native';
 import { checkOutputPath } from './output-path';
 
 export type { NativeModelInfo, NativeTensor, NativeValue, NativeModuleSpec, NativeDType, NativeTypedArray };
-
-/** Floating-point precisions a model can be loaded in. */
-export type ModelDType = 'float32' | 'float16' | 'bfloat16';
+export type { ModelDType };
 
 /** Options of {@link Model.load}. */
 export interface ModelLoadOptions {
@@ -35,24 +41,25 @@ export interface ModelLoadOptions {
   dtype?: ModelDType;
   /** Freeze + optimize_for_inference after load: slower load, ±10% speed. Default false. */
   optimize?: boolean;
-  /** libtorch intra-op threads (process-wide). Default: the number of cores (or DFDET_THREADS). */
+  /** libtorch intra-op threads (process-wide), 1 to 1024. Default: the number of cores (or DFDET_THREADS). */
   threads?: number;
-  /** Extra archive files to read besides 'dfdet.json'. */
+  /**
+   * Names of extra files to read from the archive into `info.extraFiles` (e.g. the detector's
+   * METADATA_FILE of lib/detector-model/metadata.ts); missing ones are skipped. Default none.
+   */
   extraFiles?: string[];
 }
 
 /** Options of {@link Model.run}. */
 export interface RunOptions {
-  /** Reject inputs holding NaN/Infinity with BAD_INPUT. Default true. */
+  /**
+   * Reject inputs holding NaN/Infinity with BAD_INPUT. Default true: the addon checks on the thread
+   * pool. Pass false when the data was checked already (the Batcher checks item by item).
+   */
   checkFinite?: boolean;
   /** Abort while queued (a run already inside libtorch finishes, its result is dropped). */
   signal?: AbortSignal;
 }
-
-/** The file name dfdet stores its metadata under inside TorchScript archives. */
-export const METADATA_FILE = 'dfdet.json';
-
-const DTYPES: ModelDType[] = ['float32', 'float16', 'bfloat16'];
 
 /** A loaded TorchScript model. Create with {@link Model.load}; free with {@link Model.dispose}. */
 export class Model {
@@ -75,10 +82,12 @@ export class Model {
   static async load(source: string | Uint8Array, options: ModelLoadOptions = {}): Promise<Model> {
     if (typeof source !== 'string' && !(source instanceof Uint8Array)) invalidParameter('source', 'a path or a Uint8Array', source);
     if (typeof source === 'string' && source.length === 0) invalidParameter('source', 'a non-empty path', source);
-    const device = options.device ?? 'cpu';
-    if (typeof device !== 'string' || !/^(cpu|cuda(:\d+)?)$/.test(device)) invalidParameter('device', "'cpu', 'cuda' or 'cuda:N'", device);
-    const dtype = options.dtype ?? 'float32';
-    if (!DTYPES.includes(dtype)) invalidParameter('dtype', DTYPES.join(', '), dtype);
+    if (typeof options !== 'object' || options === null) invalidParameter('options', 'an options object', options);
+    const device = checkDevice(options.device ?? 'cpu');
+    const dtype = checkDType(options.dtype ?? 'float32');
+    const extraFiles = options.extraFiles ?? [];
+    if (!Array.isArray(extraFiles) || !extraFiles.every((f) => typeof f === 'string' && f.length > 0))
+      invalidParameter('extraFiles', 'an array of file names', extraFiles);
     if (options.threads !== undefined) setThreads(options.threads);
     if (typeof source === 'string' && !fs.existsSync(source)) throw new DfdetError('NOT_FOUND', `model file not found: ${source}`);
     if (typeof source !== 'string' && source.buffer instanceof ArrayBuffer) markAsUntransferable(source.buffer);
@@ -96,7 +105,7 @@ export class Model {
         device,
         dtype,
         optimize: options.optimize ?? false,
-        extraFiles: [METADATA_FILE, ...(options.extraFiles ?? [])],
+        extraFiles,
       });
       return new Model(m);
     } catch (e) {
@@ -221,10 +230,9 @@ function pinBuffers(tensors: readonly NativeTensor[]): void {
   }
 }
 
-/** Sets libtorch's intra-op thread count for this process. */
+/** Sets libtorch's intra-op thread count for this process: an integer from 1 to 1024. */
 export function setThreads(threads: number): void {
-  if (!Number.isInteger(threads) || threads < 1) invalidParameter('threads', 'a positive integer', threads);
-  native().setThreads(threads);
+  native().setThreads(checkThreads(threads));
 }
 
 /**
@@ -267,8 +275,13 @@ export function tensor(data: NativeTypedArray, shape: number[], dtype: NativeDTy
   return { data, shape, dtype };
 }
 
+/** True when a run result (or a part of one) is a tensor. */
+export function isTensor(v: NativeValue | undefined): v is NativeTensor {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) && 'data' in v && 'shape' in v && 'dtype' in v;
+}
+
 /** Narrows a run result to a tensor, or throws RUNTIME_ERROR naming what came back. */
 export function expectTensor(v: NativeValue, what = 'output'): NativeTensor {
-  if (v !== null && typeof v === 'object' && !Array.isArray(v) && 'data' in v && 'shape' in v && 'dtype' in v) return v as NativeTensor;
+  if (isTensor(v)) return v;
   throw new DfdetError('RUNTIME_ERROR', `Expected a tensor for ${what} but the model returned ${Array.isArray(v) ? 'a list' : typeof v}`);
 }

@@ -16,10 +16,14 @@ export type NativeBinding = {
   runtimeInfo: typeof Binding.runtimeInfo;
   setThreads: typeof Binding.setThreads;
   debugCounters: typeof Binding.debugCounters;
+  errorCodes: typeof Binding.errorCodes;
 };
 
 /** Package root (re-exported: other modules find shipped files from it). */
 export { packageRoot };
+/** Every native code must be a dfdet code: this line stops compiling when native/errors.h gains one lib/errors.ts lacks. */
+const nativeCodesAreErrorCodes: (code: Binding.NativeErrorCode) => ErrorCode = (code) => code;
+void nativeCodesAreErrorCodes;
 
 let cached: NativeBinding | undefined;
 let report: LoadReport | undefined;
@@ -61,15 +65,18 @@ export function torchVersion(): string {
   return version;
 }
 
-const CODES = new Set<ErrorCode>([
-  'MODEL_LOAD_FAILED', 'BAD_INPUT', 'DISPOSED', 'OUT_OF_MEMORY', 'UNSUPPORTED', 'RUNTIME_ERROR', 'BAD_WEIGHTS',
-]);
+let nativeCodes: ReadonlySet<string> | undefined;
 
-/** Converts an error thrown or rejected by the addon into a DfdetError (keeps the libtorch message). */
+/**
+ * Converts an error thrown or rejected by the addon into a DfdetError (keeps the libtorch message).
+ * Its code is kept when it is one of the addon's own codes (the list native/errors.h exports as
+ * `errorCodes`, no second copy here); anything else (a TypeError from N-API) becomes RUNTIME_ERROR.
+ */
 export function wrapNativeError(e: unknown, context?: string): DfdetError {
   if (e instanceof DfdetError) return e;
+  nativeCodes ??= new Set(native().errorCodes);
   const err = e as { code?: unknown; message?: unknown };
-  const code = typeof err?.code === 'string' && CODES.has(err.code as ErrorCode) ? (err.code as ErrorCode) : 'RUNTIME_ERROR';
+  const code = typeof err?.code === 'string' && nativeCodes.has(err.code) ? (err.code as Binding.NativeErrorCode) : 'RUNTIME_ERROR';
   const message = typeof err?.message === 'string' ? err.message : String(e);
   return new DfdetError(code, context ? `${context}: ${message}` : message, { cause: e });
 }

@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <thread>
 
@@ -58,11 +59,12 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// A backstop for callers of the raw binding: lib/model.ts checks threads first (lib/model-options.ts).
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber()) throwTyped(env, "BAD_INPUT", "Expected a positive integer for threads");
+  if (info.Length() < 1 || !info[0].IsNumber()) throwTyped(env, ErrorCode::BAD_INPUT, "Expected a positive integer for threads");
   int n = info[0].As<Napi::Number>().Int32Value();
-  if (n < 1 || n > 1024) throwTyped(env, "BAD_INPUT", "Expected a positive integer for threads but received " + std::to_string(n));
+  if (n < 1 || n > 1024) throwTyped(env, ErrorCode::BAD_INPUT, "Expected a positive integer for threads but received " + std::to_string(n));
   gDesiredThreads = n;
   return env.Undefined();
 }
@@ -73,6 +75,14 @@ Napi::Value DebugCounters(const Napi::CallbackInfo& info) {
   o.Set("liveExternalTensors", Napi::Number::New(env, static_cast<double>(gLiveExternalTensors.load())));
   o.Set("liveExternalBytes", Napi::Number::New(env, static_cast<double>(gLiveExternalBytes.load())));
   return o;
+}
+
+// The codes of errors.h, for lib/native.ts to map from (no second list in TypeScript).
+Napi::Array ErrorCodes(Napi::Env env) {
+  Napi::Array codes = Napi::Array::New(env, std::size(kAllErrorCodes));
+  for (uint32_t i = 0; i < std::size(kAllErrorCodes); i++) codes.Set(i, codeName(kAllErrorCodes[i]));
+  codes.Freeze();
+  return codes;
 }
 
 void initProcessOnce() {
@@ -108,6 +118,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
   exports.Set("debugCounters", Napi::Function::New(env, DebugCounters, "debugCounters"));
+  exports.Set("errorCodes", ErrorCodes(env));
   return exports;
 }
 

@@ -28,7 +28,7 @@ struct ModuleSpec {
   std::vector<std::pair<std::string, std::unique_ptr<ModuleSpec>>> submodules;
 };
 
-[[noreturn]] void bad(Napi::Env env, const std::string& msg) { throwTyped(env, "BAD_INPUT", msg); }
+[[noreturn]] void bad(Napi::Env env, const std::string& msg) { throwTyped(env, ErrorCode::BAD_INPUT, msg); }
 
 bool validIdentifier(const std::string& s) {
   if (s.empty() || !(std::isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
@@ -147,7 +147,7 @@ bool replaceableOutput(const std::string& path) {
 
 class BuildWorker : public PromiseWorker {
  public:
-  explicit BuildWorker(Napi::Env env) : PromiseWorker(env, "dfdet.build", "BAD_INPUT") {}
+  explicit BuildWorker(Napi::Env env) : PromiseWorker(env, "dfdet.build", ErrorCode::BAD_INPUT) {}
   std::unique_ptr<ModuleSpec> spec;
   std::string outPath;
   torch::jit::ExtraFilesMap extraFiles;
@@ -185,7 +185,7 @@ class BuildWorker : public PromiseWorker {
 
 Napi::Value BuildModule(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[1].IsString()) throwTyped(env, "BAD_INPUT", "Expected buildModule(spec, outPath: string, options?)");
+  if (info.Length() < 2 || !info[1].IsString()) throwTyped(env, ErrorCode::BAD_INPUT, "Expected buildModule(spec, outPath: string, options?)");
   return queueWorker(new BuildWorker(env), [&](BuildWorker& w) {
     w.spec = readSpec(env, info[0], "spec", 0);
     w.outPath = info[1].As<Napi::String>().Utf8Value();

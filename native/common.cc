@@ -20,32 +20,32 @@ static bool mentionsOutOfMemory(const std::string& m) {
          m.find("can't allocate memory") != std::string::npos;
 }
 
-ErrorInfo classifyCurrentException(const std::string& fallback) {
+ErrorInfo classifyCurrentException(ErrorCode fallback) {
   try {
     throw;
   } catch (const c10::OutOfMemoryError& e) {
-    return {"OUT_OF_MEMORY", e.what_without_backtrace()};
+    return {ErrorCode::OUT_OF_MEMORY, e.what_without_backtrace()};
   } catch (const c10::Error& e) {
     std::string m = e.what_without_backtrace();
-    return {mentionsOutOfMemory(m) ? "OUT_OF_MEMORY" : fallback, m};
+    return {mentionsOutOfMemory(m) ? ErrorCode::OUT_OF_MEMORY : fallback, m};
   } catch (const std::bad_alloc& e) {
-    return {"OUT_OF_MEMORY", std::string("allocation failed: ") + e.what()};
+    return {ErrorCode::OUT_OF_MEMORY, std::string("allocation failed: ") + e.what()};
   } catch (const std::exception& e) {
     // torch::jit::ErrorReport (TorchScript compile errors) lands here: it is not a c10::Error.
     std::string m = e.what();
-    return {mentionsOutOfMemory(m) ? "OUT_OF_MEMORY" : fallback, m};
+    return {mentionsOutOfMemory(m) ? ErrorCode::OUT_OF_MEMORY : fallback, m};
   } catch (...) {
     return {fallback, "unknown native exception"};
   }
 }
 
-Napi::Error makeError(Napi::Env env, const std::string& code, const std::string& message) {
+Napi::Error makeError(Napi::Env env, ErrorCode code, const std::string& message) {
   Napi::Error err = Napi::Error::New(env, message);
-  err.Set("code", Napi::String::New(env, code));
+  err.Set("code", Napi::String::New(env, codeName(code)));
   return err;
 }
 
-void throwTyped(Napi::Env env, const std::string& code, const std::string& message) {
+void throwTyped(Napi::Env env, ErrorCode code, const std::string& message) {
   throw makeError(env, code, message);
 }
 
@@ -85,7 +85,7 @@ void PromiseWorker::OnOK() {
 void PromiseWorker::OnError(const Napi::Error& e) {
   Napi::Env env = Env();
   try {
-    deferred_.Reject(makeError(env, errorCode_.empty() ? fallbackCode_ : errorCode_, e.Message()).Value());
+    deferred_.Reject(makeError(env, errorCode_.value_or(fallbackCode_), e.Message()).Value());
   } catch (...) {
   }
   try {

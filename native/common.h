@@ -5,9 +5,12 @@
 #include <napi.h>
 #include <torch/script.h>
 
+#include "errors.h"
+
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace dfdet {
@@ -29,22 +32,21 @@ extern std::atomic<int64_t> gLiveExternalTensors;
 extern std::atomic<int64_t> gLiveExternalBytes;
 
 struct ErrorInfo {
-  std::string code;
+  ErrorCode code;
   std::string message;
 };
 
 // Maps the exception in flight to a code; `fallback` is the code for errors of the operation itself.
-ErrorInfo classifyCurrentException(const std::string& fallback);
+ErrorInfo classifyCurrentException(ErrorCode fallback);
 
-Napi::Error makeError(Napi::Env env, const std::string& code, const std::string& message);
+Napi::Error makeError(Napi::Env env, ErrorCode code, const std::string& message);
 
 // An AsyncWorker that settles a promise. Subclasses implement Run() (thread pool, no N-API) and
 // Resolve() (JS thread). Every exception thrown by Run() becomes a typed rejection.
 class PromiseWorker : public Napi::AsyncWorker {
  public:
-  PromiseWorker(Napi::Env env, const char* name, std::string fallbackCode)
-      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)),
-        fallbackCode_(std::move(fallbackCode)) {}
+  PromiseWorker(Napi::Env env, const char* name, ErrorCode fallbackCode)
+      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)), fallbackCode_(fallbackCode) {}
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
@@ -54,8 +56,8 @@ class PromiseWorker : public Napi::AsyncWorker {
   // Called on the JS thread after the promise settled, success or not.
   virtual void Settled() {}
 
-  void Fail(std::string code, std::string message) {
-    errorCode_ = std::move(code);
+  void Fail(ErrorCode code, const std::string& message) {
+    errorCode_ = code;
     SetError(message);
   }
 
@@ -65,8 +67,8 @@ class PromiseWorker : public Napi::AsyncWorker {
   void OnError(const Napi::Error& e) override;
 
   Napi::Promise::Deferred deferred_;
-  std::string fallbackCode_;
-  std::string errorCode_;
+  ErrorCode fallbackCode_;
+  std::optional<ErrorCode> errorCode_;
 };
 
 // Fills in a worker on the JS thread, then queues it. If filling in throws (a JS error for bad
@@ -83,7 +85,7 @@ Napi::Promise queueWorker(W* w, Configure&& configure) {
     // libtorch (c10::Error) or the standard library threw on the JS thread: only Napi::Error may
     // leave a binding function, anything else would terminate the process.
     delete w;
-    ErrorInfo info = classifyCurrentException("BAD_INPUT");
+    ErrorInfo info = classifyCurrentException(ErrorCode::BAD_INPUT);
     throw makeError(env, info.code, info.message);
   }
   Napi::Promise p = w->Promise();
@@ -92,6 +94,6 @@ Napi::Promise queueWorker(W* w, Configure&& configure) {
 }
 
 // Throws a JS error with a code from a synchronous binding function.
-[[noreturn]] void throwTyped(Napi::Env env, const std::string& code, const std::string& message);
+[[noreturn]] void throwTyped(Napi::Env env, ErrorCode code, const std::string& message);
 
 }  // namespace dfdet

@@ -19,7 +19,11 @@ namespace {
 // run never frees the module under it.
 struct ModelState {
   torch::jit::Module module;
-  std::mutex runMutex;  // libtorch modules are not safe to run concurrently; on 2 cores it is also faster
+  // A backstop only: lib/model.ts's per-model queue owns the order of runs (abort while queued,
+  // dispose after the queue) and never has two runs here at once. The lock keeps callers of the
+  // raw binding (tests, benchmarks) from running one module on two threads; uncontended, it costs
+  // nothing on the Model path.
+  std::mutex runMutex;
   c10::Device device{at::kCPU};
   at::ScalarType dtype = at::kFloat;
   std::vector<std::string> methods;
@@ -66,17 +70,20 @@ std::string firstNonFiniteWeight(const torch::jit::Module& module) {
   return "";
 }
 
+// Device and dtype strings are checked in TypeScript first (lib/model-options.ts, sharp-style
+// errors); these parsers are the backstop for the raw binding and add what only libtorch knows:
+// whether CUDA and the device index exist.
 c10::Device parseDevice(Napi::Env env, const std::string& s) {
   try {
     c10::Device d(s);
     if (d.is_cuda() && !torch::cuda::is_available())
-      throwTyped(env, "UNSUPPORTED", "device '" + s + "' requested but this libtorch has no usable CUDA (set LIBTORCH to a CUDA build of libtorch and rebuild)");
+      throwTyped(env, ErrorCode::UNSUPPORTED, "device '" + s + "' requested but this libtorch has no usable CUDA (set LIBTORCH to a CUDA build of libtorch and rebuild)");
     if (d.is_cuda() && d.has_index() && d.index() >= static_cast<int>(torch::cuda::device_count()))
-      throwTyped(env, "UNSUPPORTED", "device '" + s + "' requested but only " + std::to_string(torch::cuda::device_count()) + " CUDA device(s) exist");
-    if (!d.is_cpu() && !d.is_cuda()) throwTyped(env, "UNSUPPORTED", "device '" + s + "' is not supported (use cpu, cuda or cuda:N)");
+      throwTyped(env, ErrorCode::UNSUPPORTED, "device '" + s + "' requested but only " + std::to_string(torch::cuda::device_count()) + " CUDA device(s) exist");
+    if (!d.is_cpu() && !d.is_cuda()) throwTyped(env, ErrorCode::UNSUPPORTED, "device '" + s + "' is not supported (use cpu, cuda or cuda:N)");
     return d;
   } catch (const c10::Error&) {
-    throwTyped(env, "BAD_INPUT", "Expected 'cpu', 'cuda' or 'cuda:N' for device but received '" + s + "'");
+    throwTyped(env, ErrorCode::BAD_INPUT, "Expected 'cpu', 'cuda' or 'cuda:N' for device but received '" + s + "'");
   }
 }
 
@@ -84,7 +91,7 @@ at::ScalarType parseFloatDType(Napi::Env env, const std::string& s) {
   if (s == "float32") return at::kFloat;
   if (s == "float16") return at::kHalf;
   if (s == "bfloat16") return at::kBFloat16;
-  throwTyped(env, "BAD_INPUT", "Expected one of float32, float16, bfloat16 for dtype but received '" + s + "'");
+  throwTyped(env, ErrorCode::BAD_INPUT, "Expected one of float32, float16, bfloat16 for dtype but received '" + s + "'");
 }
 
 class NativeModel : public Napi::ObjectWrap<NativeModel> {
@@ -99,7 +106,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   explicit NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
     // Only load() creates instances: it passes an External holding the loaded state.
     if (info.Length() != 1 || !info[0].IsExternal())
-      throwTyped(info.Env(), "BAD_INPUT", "NativeModel cannot be constructed directly; use NativeModel.load()");
+      throwTyped(info.Env(), ErrorCode::BAD_INPUT, "NativeModel cannot be constructed directly; use NativeModel.load()");
     auto* holder = info[0].As<Napi::External<std::shared_ptr<ModelState>>>().Data();
     state_ = *holder;
     accountedBytes_ = state_->parameterBytes;
@@ -146,7 +153,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
 class LoadWorker : public PromiseWorker {
  public:
-  LoadWorker(Napi::Env env, AddonData* data) : PromiseWorker(env, "dfdet.load", "MODEL_LOAD_FAILED"), data_(data) {}
+  LoadWorker(Napi::Env env, AddonData* data) : PromiseWorker(env, "dfdet.load", ErrorCode::MODEL_LOAD_FAILED), data_(data) {}
 
   std::string path;
   Napi::ObjectReference bytesPin;  // keeps a Buffer source alive while it is read
@@ -210,7 +217,7 @@ class LoadWorker : public PromiseWorker {
   }
 
   Napi::Value Resolve(Napi::Env env) override {
-    if (data_->closing) throw makeError(env, "DISPOSED", "the JavaScript environment is shutting down");
+    if (data_->closing) throw makeError(env, ErrorCode::DISPOSED, "the JavaScript environment is shutting down");
     auto holder = std::make_unique<std::shared_ptr<ModelState>>(state_);
     // The External only lives for the constructor call; the wrapper copies the shared_ptr.
     Napi::External<std::shared_ptr<ModelState>> ext = Napi::External<std::shared_ptr<ModelState>>::New(env, holder.get());
@@ -225,7 +232,7 @@ class LoadWorker : public PromiseWorker {
 class RunWorker : public PromiseWorker {
  public:
   RunWorker(Napi::Env env, NativeModel* owner, Napi::Object ownerObj, std::shared_ptr<ModelState> st)
-      : PromiseWorker(env, "dfdet.run", "RUNTIME_ERROR"), owner_(owner), state_(std::move(st)) {
+      : PromiseWorker(env, "dfdet.run", ErrorCode::RUNTIME_ERROR), owner_(owner), state_(std::move(st)) {
     ownerPin_ = Napi::Persistent(ownerObj);  // the wrapper must outlive RunFinished()
   }
 
@@ -241,7 +248,7 @@ class RunWorker : public PromiseWorker {
     if (!m) {
       std::string names;
       for (const auto& n : state_->methods) names += (names.empty() ? "" : ", ") + n;
-      Fail("BAD_INPUT", "the model has no method '" + method + "' (it has: " + names + ")");
+      Fail(ErrorCode::BAD_INPUT, "the model has no method '" + method + "' (it has: " + names + ")");
       return;
     }
     std::vector<c10::IValue> args;
@@ -249,8 +256,10 @@ class RunWorker : public PromiseWorker {
     for (size_t i = 0; i < inputs.size(); i++) {
       at::Tensor t = inputs[i].tensor;
       spans.emplace_back(inputs[i].begin, inputs[i].end);
+      // The one NaN check of a Model.run (vectorised, off the event loop). The Batcher checks its
+      // items itself, to fail only the caller whose item is bad, and turns this one off.
       if (checkFinite && at::isFloatingType(t.scalar_type()) && t.numel() > 0 && !at::isfinite(t).all().item<bool>()) {
-        Fail("BAD_INPUT", "input " + std::to_string(i) + " holds NaN or infinite values");
+        Fail(ErrorCode::BAD_INPUT, "input " + std::to_string(i) + " holds NaN or infinite values");
         return;
       }
       if (!t.is_contiguous()) t = t.contiguous();
@@ -281,7 +290,7 @@ class RunWorker : public PromiseWorker {
 Napi::Value NativeModel::Load(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto* data = env.GetInstanceData<AddonData>();
-  if (info.Length() < 2 || !info[1].IsObject()) throwTyped(env, "BAD_INPUT", "Expected an options object for load()");
+  if (info.Length() < 2 || !info[1].IsObject()) throwTyped(env, ErrorCode::BAD_INPUT, "Expected an options object for load()");
   Napi::Object opts = info[1].As<Napi::Object>();
   return queueWorker(new LoadWorker(env, data), [&](LoadWorker& w) {
     if (info[0].IsString()) {
@@ -292,7 +301,7 @@ Napi::Value NativeModel::Load(const Napi::CallbackInfo& info) {
       w.size = a.ByteLength();
       w.bytesPin = Napi::Persistent(a.As<Napi::Object>());
     } else {
-      throwTyped(env, "BAD_INPUT", "Expected a path string or a Uint8Array for the model source");
+      throwTyped(env, ErrorCode::BAD_INPUT, "Expected a path string or a Uint8Array for the model source");
     }
     Napi::Value dev = opts.Get("device");
     w.device = parseDevice(env, dev.IsString() ? dev.As<Napi::String>().Utf8Value() : "cpu");
@@ -309,7 +318,7 @@ Napi::Value NativeModel::Load(const Napi::CallbackInfo& info) {
 
 Napi::Value NativeModel::Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!state_) throwTyped(env, "DISPOSED", "the model was disposed");
+  if (!state_) throwTyped(env, ErrorCode::DISPOSED, "the model was disposed");
   Napi::Object o = Napi::Object::New(env);
   Napi::Array methods = Napi::Array::New(env, state_->methods.size());
   for (size_t i = 0; i < state_->methods.size(); i++) methods.Set(static_cast<uint32_t>(i), state_->methods[i]);
@@ -335,9 +344,9 @@ Napi::Value NativeModel::Info(const Napi::CallbackInfo& info) {
 
 Napi::Value NativeModel::Run(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (disposing_ || !state_) throwTyped(env, "DISPOSED", "the model was disposed");
+  if (disposing_ || !state_) throwTyped(env, ErrorCode::DISPOSED, "the model was disposed");
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsArray())
-    throwTyped(env, "BAD_INPUT", "Expected run(method: string, inputs: NativeTensor[], options?)");
+    throwTyped(env, ErrorCode::BAD_INPUT, "Expected run(method: string, inputs: NativeTensor[], options?)");
   Napi::Promise p = queueWorker(new RunWorker(env, this, Value(), state_), [&](RunWorker& w) {
     w.method = info[0].As<Napi::String>().Utf8Value();
     Napi::Array arr = info[1].As<Napi::Array>();

@@ -32,7 +32,7 @@ const DTypeInfo* findDType(at::ScalarType t) {
   return nullptr;
 }
 
-[[noreturn]] void bad(Napi::Env env, const std::string& msg) { throwTyped(env, "BAD_INPUT", msg); }
+[[noreturn]] void bad(Napi::Env env, const std::string& msg) { throwTyped(env, ErrorCode::BAD_INPUT, msg); }
 
 std::vector<int64_t> readDims(Napi::Env env, const Napi::Value& v, const std::string& what) {
   if (!v.IsArray()) bad(env, "Expected an array of integers for " + what);
@@ -206,7 +206,7 @@ static Napi::Value tensorToJs(Napi::Env env, const at::Tensor& t) {
     case napi_uint16_array: data = Napi::Uint16Array::New(env, n, ab, 0); break;
     case napi_int32_array: data = Napi::Int32Array::New(env, n, ab, 0); break;
     case napi_bigint64_array: data = Napi::BigInt64Array::New(env, n, ab, 0); break;
-    default: throwTyped(env, "UNSUPPORTED", "unsupported output dtype");
+    default: throwTyped(env, ErrorCode::UNSUPPORTED, "unsupported output dtype");
   }
   out.Set("data", data);
   out.Set("shape", shape);
@@ -243,7 +243,7 @@ Napi::Value toJs(Napi::Env env, const c10::IValue& v) {
     }
     return o;
   }
-  throwTyped(env, "UNSUPPORTED", "cannot convert a TorchScript value of kind " + v.tagKind() + " to JS");
+  throwTyped(env, ErrorCode::UNSUPPORTED, "cannot convert a TorchScript value of kind " + v.tagKind() + " to JS");
 }
 
 }  // namespace dfdet

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { convertModel } from '../lib/convert';
-import { readDetectorMetadata } from '../lib/detector-model/metadata';
+import { METADATA_FILE, readDetectorMetadata } from '../lib/detector-model/metadata';
 import { encodeSafetensors, SafetensorsFile } from '../lib/formats/safetensors';
 import { Model, expectTensor } from '../lib/model';
 import { isDfdetError } from '../lib/errors';
@@ -38,7 +38,7 @@ describe.skipIf(skip)('convertModel', () => {
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   async function check(file: string, variant: string) {
-    const m = await Model.load(file);
+    const m = await Model.load(file, { extraFiles: [METADATA_FILE] });
     try {
       const logits = expectTensor(await m.run('forward', [x()]));
       const feats = expectTensor(await m.run('features', [x()]));

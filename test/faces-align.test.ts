@@ -10,9 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import sharp from 'sharp';
 import { isDfdetError } from '../lib/errors';
 import type { RgbImage } from '../lib/media/image';
-import { detectFaces, type Face, type Point } from '../lib/faces/blazeface';
+import { detectFaces } from '../lib/faces/blazeface';
+import type { Face, Point } from '../lib/faces/types';
 import { cropFace, cropMatrix, deepfakeBenchTemplate, similarityTransform, warpAffine, type Affine } from '../lib/faces/align';
-import { ASTRONAUT, BLAZEFACE_REF, GRACE_HOPPER, loadBlazeFace, loadRgb, requireOrSkip } from './faces-helpers';
+import { ASTRONAUT, BLAZEFACE_REF, GRACE_HOPPER, loadBlazeFace, loadRgb, presentOrSkip } from './faces-helpers';
 import { runPython, runPythonRaw, skipWithoutPython } from './helpers/python';
 
 const FILE = 'test/faces-align.test.ts';
@@ -227,10 +228,8 @@ describe('cropFace geometry', () => {
 });
 
 describe('detect -> align on real photos', () => {
-  it('aligned crops of detected faces put the re-detected eyes near the template', async () => {
-    const loaded = await loadBlazeFace();
-    if (!requireOrSkip(loaded !== null, 'a TorchScript runner (lib/model.ts or /usr/bin/python3 with torch)', FILE)) return;
-    const { runner } = loaded!;
+  it('aligned crops of detected faces put the re-detected eyes near the template', async (ctx) => {
+    const { runner } = presentOrSkip(await loadBlazeFace(), ctx, 'a TorchScript runner (lib/model.ts or /usr/bin/python3 with torch)', FILE);
     try {
       const grace = await loadRgb(GRACE_HOPPER);
       const faces = await detectFaces(runner, [astro, grace]);

@@ -3,24 +3,31 @@
  * geometry, letterbox undo on wide/tall frames, two faces in a collage, none in blank frames,
  * batching, options.
  */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import sharp from 'sharp';
 import { isDfdetError } from '../lib/errors';
+import { buildModule, Model } from '../lib/model';
+import { expectDfdetError } from './helpers/errors';
 import type { RgbImage } from '../lib/media/image';
-import { detectFaces, letterboxGeometry, letterboxInput, letterboxResize, type Face, type TensorRunner } from '../lib/faces/blazeface';
+import { detectFaces, letterboxGeometry, letterboxInput, letterboxResize, type TensorRunner } from '../lib/faces/blazeface';
+import type { Face } from '../lib/faces/types';
 import { weightedNms, iou } from '../lib/faces/nms';
-import { ASTRONAUT, GRACE_HOPPER, loadBlazeFace, loadRgb, requireOrSkip } from './faces-helpers';
+import { ASTRONAUT, GRACE_HOPPER, loadBlazeFace, loadRgb, presentOrSkip, requireOrSkip } from './faces-helpers';
 
 const FILE = 'test/faces-detect.test.ts';
-let runner: (TensorRunner & { dispose(): unknown }) | null = null;
+const RUNNER = 'a TorchScript runner (lib/model.ts or /usr/bin/python3 with torch)';
+let loadedRunner: (TensorRunner & { dispose(): unknown }) | null = null;
 let via = '';
 let astro: RgbImage;
 let grace: RgbImage;
 
 beforeAll(async () => {
   const l = await loadBlazeFace();
-  if (requireOrSkip(l !== null, 'a TorchScript runner (lib/model.ts or /usr/bin/python3 with torch)', FILE)) {
-    runner = l!.runner;
+  if (requireOrSkip(l !== null, RUNNER, FILE)) {
+    loadedRunner = l!.runner;
     via = l!.via;
   }
   astro = await loadRgb(ASTRONAUT);
@@ -28,7 +35,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await runner?.dispose();
+  await loadedRunner?.dispose();
 });
 
 function center(f: Face): [number, number] {
@@ -116,8 +123,8 @@ describe('letterbox geometry', () => {
 });
 
 describe('detectFaces on real photos', () => {
-  it('finds exactly one upright face in astronaut.png and grace_hopper.jpg', async () => {
-    if (!runner) return;
+  it('finds exactly one upright face in astronaut.png and grace_hopper.jpg', async (ctx) => {
+    const runner = presentOrSkip(loadedRunner, ctx, RUNNER, FILE);
     const [a, g] = await detectFaces(runner, [astro, grace]);
     expect(a.length).toBe(1);
     expect(g.length).toBe(1);
@@ -128,8 +135,8 @@ describe('detectFaces on real photos', () => {
       `grace ${JSON.stringify(g[0].box)} score ${g[0].score.toFixed(3)}`);
   });
 
-  it('maps boxes back through the letterbox: photo pasted into a 1280x480 and a 300x900 frame', async () => {
-    if (!runner) return;
+  it('maps boxes back through the letterbox: photo pasted into a 1280x480 and a 300x900 frame', async (ctx) => {
+    const runner = presentOrSkip(loadedRunner, ctx, RUNNER, FILE);
     const [ref] = (await detectFaces(runner, [grace]))[0];
     // 1280x480: photo scaled to 360x422 at (820, 40) on grey
     const scale = 422 / 600;
@@ -157,8 +164,8 @@ describe('detectFaces on real photos', () => {
     }
   });
 
-  it('finds two faces in a collage, one per photo, and none in blank frames', async () => {
-    if (!runner) return;
+  it('finds two faces in a collage, one per photo, and none in blank frames', async (ctx) => {
+    const runner = presentOrSkip(loadedRunner, ctx, RUNNER, FILE);
     const collage = await rgbFrom(await sharp({ create: { width: 1100, height: 620, channels: 3, background: { r: 255, g: 255, b: 255 } } })
       .composite([
         { input: ASTRONAUT, left: 10, top: 50 },
@@ -183,8 +190,8 @@ describe('detectFaces on real photos', () => {
     expect((await detectFaces(runner, [collage], { minFaceSize: 2000 }))[0]).toEqual([]);
   });
 
-  it('batched runs give the same faces as single-image runs, in input order', async () => {
-    if (!runner) return;
+  it('batched runs give the same faces as single-image runs, in input order', async (ctx) => {
+    const runner = presentOrSkip(loadedRunner, ctx, RUNNER, FILE);
     const frames = [grace, astro, grace];
     const batched = await detectFaces(runner, frames, { batchSize: 2 });
     for (let i = 0; i < frames.length; i++) {
@@ -197,8 +204,8 @@ describe('detectFaces on real photos', () => {
     expect(await detectFaces(runner, [])).toEqual([]);
   });
 
-  it('handles tiny images and reports bad input as BAD_INPUT', async () => {
-    if (!runner) return;
+  it('handles tiny images and reports bad input as BAD_INPUT', async (ctx) => {
+    const runner = presentOrSkip(loadedRunner, ctx, RUNNER, FILE);
     const tiny = { data: new Uint8Array(3).fill(200), width: 1, height: 1 };
     expect(await detectFaces(runner, [tiny])).toEqual([[]]);
     const bad: unknown[] = [
@@ -213,8 +220,8 @@ describe('detectFaces on real photos', () => {
     }
   });
 
-  it('speed: 640x480 frames end to end (informational)', async () => {
-    if (!runner) return;
+  it('speed: 640x480 frames end to end (informational)', async (ctx) => {
+    const runner = presentOrSkip(loadedRunner, ctx, RUNNER, FILE);
     const frame = await rgbFrom(await sharp(GRACE_HOPPER).resize(640, 480, { fit: 'fill' }).png().toBuffer());
     const frames = Array.from({ length: 8 }, () => frame);
     await detectFaces(runner, frames.slice(0, 1));
@@ -223,5 +230,35 @@ describe('detectFaces on real photos', () => {
     const ms = (performance.now() - t0) / frames.length;
     expect(res.every((r) => r.length === 1)).toBe(true);
     console.log(`detectFaces via ${via}: ${ms.toFixed(1)} ms per 640x480 frame (batch 8, incl. letterbox + NMS)`);
+  });
+});
+
+describe('a face model that returns the wrong thing', () => {
+  it('is a RUNTIME_ERROR of the run (the file loaded fine), not MODEL_LOAD_FAILED', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dfdet-faces-'));
+    try {
+      // A real TorchScript file through the real loader: right input, wrong outputs.
+      const file = path.join(dir, 'wrong.pt');
+      await buildModule({ className: 'WrongFaces', source: 'def forward(self, x):\n    return (x.sum(), x.mean())\n' }, file);
+      const model = await Model.load(file);
+      try {
+        const err = await expectDfdetError(detectFaces(model, [astro]), 'RUNTIME_ERROR', /Face detector model returned an unexpected value/);
+        expect(err.code).not.toBe('MODEL_LOAD_FAILED');
+      } finally {
+        await model.dispose();
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('names', () => {
+  it('face types live in faces/types.ts; blazeface.ts has no decodeImage and no isTensor of its own', () => {
+    const src = (f: string): string => fs.readFileSync(path.join(__dirname, '..', f), 'utf8');
+    const bf = src('lib/faces/blazeface.ts');
+    expect(bf).not.toMatch(/export (interface|type) (Face|FaceBox|FaceKeypoints|Point)\b/);
+    expect(src('lib/faces/types.ts')).toMatch(/export interface Face \{/);
+    expect(bf).not.toMatch(/function (decodeImage|isTensor|num)\(/);
   });
 });

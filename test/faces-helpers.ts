@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
+import type { TestContext } from 'vitest';
 import type { NativeTensor, NativeValue } from '../binding';
 import type { RgbImage } from '../lib/media/image';
 import { BLAZEFACE_MODEL_PATH, loadFaceDetector, type TensorRunner } from '../lib/faces/blazeface';
@@ -27,6 +28,16 @@ export function requireOrSkip(ok: boolean, what: string, file: string): boolean 
   if (process.env.CI) throw new Error(`${what} is required in CI for ${file}`);
   console.warn(`SKIPPING parts of ${file}: ${what} not available`);
   return false;
+}
+
+/**
+ * `value` when present; otherwise the running test is skipped visibly (vitest reports it as
+ * skipped, with `what` as the note) and, under CI, fails instead. Never a silent pass.
+ */
+export function presentOrSkip<T>(value: T | null | undefined, ctx: TestContext, what: string, file: string): T {
+  if (value !== null && value !== undefined) return value;
+  requireOrSkip(false, what, file); // throws under CI
+  return ctx.skip(`${what} not available`);
 }
 
 /** Decode an image file to 8-bit RGB with sharp. */

@@ -4,10 +4,11 @@
  */
 import { describe, expect, it } from 'vitest';
 import sharp from 'sharp';
-import { detectFaces, type Face } from '../lib/faces/blazeface';
+import { detectFaces } from '../lib/faces/blazeface';
+import type { Face } from '../lib/faces/types';
 import { faceAt, mainTrack, trackFaces } from '../lib/faces/track';
 import { isDfdetError } from '../lib/errors';
-import { ASTRONAUT, GRACE_HOPPER, loadBlazeFace, loadRgb, requireOrSkip } from './faces-helpers';
+import { ASTRONAUT, GRACE_HOPPER, loadBlazeFace, loadRgb, presentOrSkip } from './faces-helpers';
 
 const FILE = 'test/faces-track.test.ts';
 
@@ -91,10 +92,8 @@ describe('trackFaces', () => {
 });
 
 describe('tracking real detections', () => {
-  it('a camera panning over two real faces gives two tracks; the bigger face is the main one', async () => {
-    const loaded = await loadBlazeFace();
-    if (!requireOrSkip(loaded !== null, 'a TorchScript runner', FILE)) return;
-    const { runner } = loaded!;
+  it('a camera panning over two real faces gives two tracks; the bigger face is the main one', async (ctx) => {
+    const { runner } = presentOrSkip(await loadBlazeFace(), ctx, 'a TorchScript runner', FILE);
     try {
       const collage = await sharp({ create: { width: 1300, height: 700, channels: 3, background: { r: 230, g: 230, b: 230 } } })
         .composite([

@@ -156,14 +156,14 @@ describe('metrics: known values and degenerate input', () => {
     expect(() => computeMetrics([0], [0.1], NaN)).toThrow(/threshold/);
   });
 
-  it('100k samples in well under a second', () => {
+  it('100k samples: the AUROC of two shifted uniform score distributions matches its closed form', () => {
     const r = rng(7);
     const n = 100_000;
     const labels = Array.from({ length: n }, () => (r() < 0.5 ? 1 : 0));
     const scores = labels.map((l) => r() * 0.8 + l * 0.2);
-    const t0 = performance.now();
     const m = computeMetrics(labels, scores);
-    expect(performance.now() - t0).toBeLessThan(2000);
-    expect(m.auroc).toBeGreaterThan(0.6);
+    // fake = 0.8U + 0.2, real = 0.8V: AUROC = P(U - V > -0.25) = 1 - 0.75^2 / 2 (sd ~0.002 at this n).
+    expect(m.auroc).toBeCloseTo(1 - 0.75 ** 2 / 2, 2);
+    expect(m.n).toBe(n);
   });
 });

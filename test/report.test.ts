@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
-import { evaluate, type Prediction, writeReport, figureSvg } from '../lib/eval/report';
+import { evaluate, type Prediction, type ReportModel, writeReport, figureSvg } from '../lib/eval/report';
 import { computeMetrics } from '../lib/eval/metrics';
 import { parseCsv } from '../lib/eval/dataset';
 import { curveSvg } from '../lib/eval/plot';
@@ -138,11 +138,15 @@ describe('evaluate', () => {
   });
 });
 
+/** A model with known provenance, and one made by `dfdet model init`. */
+const TRAINED: ReportModel = { name: 'models/trained.pt', arch: 'vit 224px/14 w1024 L24 (LinearNorm)', sourceKind: 'lightning', sourceSha256: 'ab'.repeat(32) };
+const RANDOM: ReportModel = { name: 'models/tiny.pt', sourceKind: 'init', sourceSha256: '' };
+
 describe('writeReport', () => {
   it('writes CSVs, JSON, Markdown and SVG/PNG figures', async () => {
     const res = evaluate(preds);
     const out = path.join(tmp, 'report');
-    const files = await writeReport(res, out);
+    const files = await writeReport(res, out, { model: TRAINED });
     // predictions.csv round-trips.
     const rows = parseCsv(fs.readFileSync(files.predictionsCsv, 'utf8'));
     expect(rows[0]!.fields).toEqual(['path', 'dataset', 'source', 'video', 'frame', 'label', 'pFake', 'error']);
@@ -198,8 +202,34 @@ describe('writeReport', () => {
       { path: 'b', dataset: 'A', label: 1, pFake: 0.9 },
       { path: 'c', dataset: 'B', label: 0, pFake: 0.2 },
     ]);
-    const svg = figureSvg(res, { kind: 'roc', level: 'frame' });
+    const svg = figureSvg(res, { kind: 'roc', level: 'frame' }, TRAINED);
     expect(svg.match(/<polyline/g)?.length).toBe(1);
     expect(svg).toContain('A (AUROC 1.0000)');
+  });
+
+  it('every file names the model, its source and sha256; random weights carry the warning everywhere', async () => {
+    const res = evaluate(preds);
+    for (const model of [TRAINED, RANDOM]) {
+      const out = path.join(tmp, `report-${model.sourceKind}`);
+      const files = await writeReport(res, out, { model, png: false });
+      const md = fs.readFileSync(files.markdown, 'utf8');
+      const json = JSON.parse(fs.readFileSync(files.metricsJson, 'utf8'));
+      const svgs = files.figures.map((f) => fs.readFileSync(f.svg, 'utf8'));
+      expect(md).toContain(`Model: \`${model.name}\``);
+      expect(md).toContain(`source kind \`${model.sourceKind}\``);
+      expect(json.model).toMatchObject({ name: model.name, sourceKind: model.sourceKind, sourceSha256: model.sourceSha256 });
+      for (const svg of svgs) expect(svg).toContain(`model ${model.name} · source ${model.sourceKind}`);
+      const random = model.sourceKind === 'init';
+      expect(json.model.randomWeights).toBe(random);
+      expect(/RANDOM weights/.test(md)).toBe(random);
+      expect(/RANDOM weights/.test(json.model.warning ?? '')).toBe(random);
+      for (const svg of svgs) expect(svg.includes('RANDOM WEIGHTS')).toBe(random);
+      if (!random) {
+        expect(md).toContain(model.sourceSha256);
+        for (const svg of svgs) expect(svg).toContain(`sha256 ${model.sourceSha256.slice(0, 12)}`);
+      } else expect(md).toContain('sha256 unknown');
+    }
+    // No report without a model.
+    await expect(writeReport(res, path.join(tmp, 'nomodel'), {} as never)).rejects.toMatchObject({ code: 'BAD_INPUT' });
   });
 });

@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { initModel, SeededRandom } from '../lib/detector-model/init';
 import { convertModel } from '../lib/convert';
-import { defaultMetadata, readDetectorMetadata } from '../lib/detector-model/metadata';
+import { defaultMetadata, METADATA_FILE, readDetectorMetadata } from '../lib/detector-model/metadata';
 import { ARCHS } from '../lib/detector-model/arch';
 import { Model, expectTensor } from '../lib/model';
 import { runPython, runPythonCode, skipWithoutPython } from './helpers/python';
@@ -41,7 +41,7 @@ function makeInput(batch: number, size: number, seed: number): { data: Float32Ar
 }
 
 async function runModel(file: string, data: Float32Array, batch: number, size: number) {
-  const m = await Model.load(file);
+  const m = await Model.load(file, { extraFiles: [METADATA_FILE] });
   try {
     const x = { data, shape: [batch, 3, size, size], dtype: 'float32' as const };
     const logits = expectTensor(await m.run('forward', [x])).data as Float32Array;
@@ -113,7 +113,7 @@ describe.skipIf(skip)('ViT numerics vs the float64 reference', () => {
 m = torch.jit.trace(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2)), torch.zeros(1, 3, 2, 2))
 m.save(${JSON.stringify(f)})`;
     runPythonCode(code);
-    const m = await Model.load(f);
+    const m = await Model.load(f, { extraFiles: [METADATA_FILE] });
     const meta = readDetectorMetadata(m.info);
     await m.dispose();
     expect(meta).toEqual(defaultMetadata());

@@ -11,7 +11,8 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 
 import { cropFace } from '../faces/align';
-import { BLAZEFACE_INPUT_SIZE, BLAZEFACE_MODEL_PATH, detectFaces, type Face, letterboxInput, loadFaceDetector } from '../faces/blazeface';
+import { BLAZEFACE_INPUT_SIZE, BLAZEFACE_MODEL_PATH, detectFaces, letterboxInput, loadFaceDetector } from '../faces/blazeface';
+import type { Face } from '../faces/types';
 import { decodeImage, type RgbImage } from '../media/image';
 import { CLIP_MEAN, CLIP_STD, clipTransform } from '../media/transform';
 import { sampleFrames } from '../media/video';

@@ -12,6 +12,14 @@ export function hasGlob(s: string): boolean {
   return /[*?[]/.test(s);
 }
 
+/**
+ * What an input that was a pattern matching no file is reported with (not "no such file": the
+ * user gave a pattern, not a file name).
+ */
+export function noMatchMessage(pattern: string): string {
+  return `the pattern ${pattern} matched no files`;
+}
+
 /** Regular expression of one path segment pattern (no `/`). */
 export function segmentRegExp(segment: string): RegExp {
   let re = '';

@@ -50,20 +50,60 @@ export function jsonLine(r: DetectResult): string {
   return JSON.stringify(r);
 }
 
+/** Widths of the table's fixed columns, in order: #, pFake, label, kind, faces, frames, ms. */
+const COLUMN_WIDTHS = [5, 6, 7, 5, 5, 6, 7] as const;
+/** Characters before the source column (the fixed columns and their two-space gaps). */
+const SOURCE_OFFSET = COLUMN_WIDTHS.reduce((a, w) => a + w + 2, 0);
+/** The source column never shrinks below this, however narrow the terminal. */
+const MIN_SOURCE_WIDTH = 16;
+
 /** Header of the streamed table. */
 export function tableHeader(): string {
-  return `${'#'.padStart(5)}  ${'pFake'.padStart(6)}  ${'label'.padEnd(7)}  ${'kind'.padEnd(5)}  ${'faces'.padStart(5)}  ${'ms'.padStart(7)}  source`;
+  const [n, p, l, k, f, fr, ms] = COLUMN_WIDTHS;
+  return `${'#'.padStart(n)}  ${'pFake'.padStart(p)}  ${'label'.padEnd(l)}  ${'kind'.padEnd(k)}  ${'faces'.padStart(f)}  ${'frames'.padStart(fr)}  ${'ms'.padStart(ms)}  source`;
 }
 
-/** One table row of a result; errors show their code and message. */
-export function tableRow(r: DetectResult): string {
+/** `s` cut to `max` characters by replacing its middle with '…' (a path keeps its root and, above all, its file name). */
+export function middleEllipsis(s: string, max: number): string {
+  const chars = [...s];
+  if (chars.length <= max) return s;
+  if (max <= 1) return '…'.slice(0, max);
+  const keep = max - 1;
+  const head = Math.floor(keep / 3); // the end (a file name) says more than the start
+  return `${chars.slice(0, head).join('')}…${chars.slice(chars.length - (keep - head)).join('')}`;
+}
+
+/**
+ * One table row of a result; errors show their code and message on a second line. Faces are
+ * the faces found (distinct tracks for a video); frames are a video's sampled frames ('-' for
+ * images). With `columns` (the terminal width) long sources are shortened in the middle so a
+ * row never wraps; without it (output to a file) they are written whole.
+ */
+export function tableRow(r: DetectResult, columns?: number): string {
+  const [n, pw, l, k, f, fr, ms] = COLUMN_WIDTHS;
   const p = r.pFake === null ? '-' : r.pFake.toFixed(4);
   const label = r.error ? 'FAILED' : r.noFace ? 'no face' : (r.label ?? '-');
-  const faces = r.kind === 'video' && r.tracks ? `${r.faces.length}/${r.frames?.length ?? 0}` : String(r.faces.length);
-  let line = `${String(r.index).padStart(5)}  ${p.padStart(6)}  ${label.padEnd(7)}  ${r.kind.padEnd(5)}  ${faces.padStart(5)}  ${String(Math.round(r.timings.totalMs)).padStart(7)}  ${r.source}`;
-  if (r.partial) line += '  (partial: decoding stopped early)';
-  if (r.error) line += `\n${''.padStart(7)}${r.error.code}: ${r.error.message.split('\n')[0]}`;
+  const video = r.kind === 'video';
+  const faces = video ? (r.tracks ? String(r.tracks.length) : '-') : String(r.faces.length);
+  const frames = video && r.frames ? String(r.frames.length) : '-';
+  const partial = r.partial ? '  (partial: decoding stopped early)' : '';
+  const room = columns === undefined ? Infinity : Math.max(MIN_SOURCE_WIDTH, columns - SOURCE_OFFSET - partial.length - 1);
+  let line =
+    `${String(r.index).padStart(n)}  ${p.padStart(pw)}  ${label.padEnd(l)}  ${r.kind.padEnd(k)}  ${faces.padStart(f)}  ` +
+    `${frames.padStart(fr)}  ${String(Math.round(r.timings.totalMs)).padStart(ms)}  ${middleEllipsis(r.source, room)}${partial}`;
+  if (r.error) {
+    const message = `${''.padStart(7)}${r.error.code}: ${r.error.message.split('\n')[0]}`;
+    line += `\n${columns === undefined ? message : middleEllipsis(message, Math.max(MIN_SOURCE_WIDTH, columns - 1))}`;
+  }
   return line;
+}
+
+/** A duration for people: '45s', '3m05s', '2h07m'. */
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
 
 /** Running counts of a detect run. */
@@ -75,7 +115,14 @@ export class Tally {
   noFace = 0;
   failed = 0;
   faces = 0;
-  readonly started = performance.now();
+  readonly #clock: () => number;
+  readonly started: number;
+
+  /** @param clock - milliseconds, monotonic (default performance.now; tests pass their own). */
+  constructor(clock: () => number = () => performance.now()) {
+    this.#clock = clock;
+    this.started = clock();
+  }
 
   /** Counts one result. */
   add(r: DetectResult): void {
@@ -92,17 +139,21 @@ export class Tally {
 
   /** Seconds since the tally was created. */
   get seconds(): number {
-    return (performance.now() - this.started) / 1000;
+    return (this.#clock() - this.started) / 1000;
   }
 
-  /** The summary line(s) printed at the end. */
+  /** Estimated seconds left for `total` inputs at the pace so far; null before the first result. */
+  eta(total: number): number | null {
+    if (this.inputs === 0 || this.seconds <= 0) return null;
+    return Math.max(0, total - this.inputs) * (this.seconds / this.inputs);
+  }
+
+  /** The summary line(s) printed at the end; no rate when nothing was scored (failing fast is no speed). */
   summary(): string {
     const s = this.seconds;
     const rate = (n: number): string => (s > 0 ? (n / s).toFixed(2) : '-');
-    return (
-      `${this.inputs} inputs: ${this.scored} scored (${this.fake} fake, ${this.real} real), ${this.noFace} no face, ${this.failed} failed\n` +
-      `${s.toFixed(1)} s, ${rate(this.inputs)} img/s, ${rate(this.faces)} faces/s`
-    );
+    const pace = this.scored > 0 ? `, ${rate(this.inputs)} img/s, ${rate(this.faces)} faces/s` : ', nothing scored';
+    return `${this.inputs} inputs: ${this.scored} scored (${this.fake} fake, ${this.real} real), ${this.noFace} no face, ${this.failed} failed\n${s.toFixed(1)} s${pace}`;
   }
 }
 
@@ -143,8 +194,12 @@ export class Progress {
       const n = Math.round(f * width);
       bar = `[${'#'.repeat(n)}${'.'.repeat(width - n)}] ${done}/${this.#total} `;
     } else bar = `${done} done `;
-    const rate = t.seconds > 0 ? (done / t.seconds).toFixed(1) : '-';
-    this.#text = `${bar}fake ${t.fake} real ${t.real} no-face ${t.noFace} failed ${t.failed}  ${rate} img/s`;
+    const rate = t.scored > 0 && t.seconds > 0 ? `  ${(done / t.seconds).toFixed(1)} img/s` : '';
+    const left = this.#total ? t.eta(this.#total) : null;
+    const eta = left === null || done >= (this.#total ?? 0) ? '' : `  ETA ${formatDuration(left)}`;
+    // One terminal line at most: a wrapped line would not be cleared by the next redraw.
+    const text = `${bar}fake ${t.fake} real ${t.real} no-face ${t.noFace} failed ${t.failed}${rate}${eta}`;
+    this.#text = text.slice(0, Math.max(10, (this.#stream.columns ?? 80) - 1));
     this.#stream.write(`\r\x1b[K${this.#text}`);
     this.#shown = true;
   }

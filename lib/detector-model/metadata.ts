@@ -8,12 +8,15 @@ import * as path from 'node:path';
 
 import type { NativeModelInfo } from '../../binding';
 import { DfdetError } from '../errors';
-import { METADATA_FILE } from '../model';
 import { packageRoot } from '../native';
 import { CLIP_MEAN, CLIP_STD } from '../media/transform';
 import { ARCHS, type HeadKind, type VitArch } from './arch';
 
-export { METADATA_FILE };
+/**
+ * The extra file a detector model stores its metadata under inside the TorchScript archive. Load
+ * detector models with `Model.load(file, { extraFiles: [METADATA_FILE] })` to read it.
+ */
+export const METADATA_FILE = 'dfdet.json';
 
 /** Where a model file's weights came from. */
 export interface DetectorSource {

@@ -4,7 +4,7 @@
  * (sources.ts), the pipeline (run.ts), the aggregation (aggregate.ts) and the lifecycle (stream.ts).
  */
 import { Batcher } from '../batcher';
-import { readDetectorMetadata, type DetectorMetadata } from '../detector-model/metadata';
+import { METADATA_FILE, readDetectorMetadata, type DetectorMetadata } from '../detector-model/metadata';
 import { DfdetError } from '../errors';
 import { loadFaceDetector } from '../faces/blazeface';
 import type { DetectInput, MediaSource } from '../inputs';
@@ -73,7 +73,7 @@ export class Detector {
   static async create(options: DetectorOptions = {}): Promise<Detector> {
     const opts = resolveDetectorOptions(options);
     const { source, name } = await resolveModel(opts.model, opts.cacheDir);
-    const model = await Model.load(source, { device: opts.device, dtype: opts.dtype, threads: opts.threads });
+    const model = await Model.load(source, { device: opts.device, dtype: opts.dtype, threads: opts.threads, extraFiles: [METADATA_FILE] });
     let faceModel: Model | undefined;
     try {
       if (!model.info.methods.includes('forward')) throw new DfdetError('MODEL_LOAD_FAILED', `${name} has no forward method: not a detector model`);

@@ -1,7 +1,7 @@
 /** The public types of the Detector: results, faces, frames, tracks, identity, counters. */
 import type { BatchStats } from '../batcher';
 import type { ErrorCode } from '../errors';
-import type { Face, FaceBox } from '../faces/blazeface';
+import type { Face, FaceBox } from '../faces/types';
 
 export type { DetectInput, DescribedInput, MediaSource } from '../inputs';
 export type { SamplingStrategy } from '../media/video';

@@ -37,6 +37,8 @@ export interface CurvePlotOptions {
   width?: number;
   /** Image height in px. Default 520. */
   height?: number;
+  /** Short lines under the title (e.g. which model made the scores, a warning), in their colour. */
+  notes?: { text: string; color?: string }[];
 }
 
 /** matplotlib's tab10 palette. */
@@ -94,7 +96,8 @@ export function curveSvg(options: CurvePlotOptions): string {
   if (!Number.isInteger(width) || width < 200 || width > 8000) invalidParameter('width', 'an integer between 200 and 8000', width);
   if (!Number.isInteger(height) || height < 200 || height > 8000) invalidParameter('height', 'an integer between 200 and 8000', height);
   if (!Array.isArray(options.series)) invalidParameter('series', 'an array', options.series);
-  const m = { left: 70, right: 20, top: 44, bottom: 60 };
+  const notes = options.notes ?? [];
+  const m = { left: 70, right: 20, top: 44 + 16 * notes.length, bottom: 60 };
   const pw = width - m.left - m.right;
   const ph = height - m.top - m.bottom;
   const sx = (v: number): number => m.left + v * pw;
@@ -104,6 +107,9 @@ export function curveSvg(options: CurvePlotOptions): string {
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="DejaVu Sans, Arial, Helvetica, sans-serif">`,
     `<rect x="0" y="0" width="${width}" height="${height}" fill="#ffffff"/>`,
     `<text x="${fmt(width / 2)}" y="26" font-size="17" text-anchor="middle">${escapeXml(options.title)}</text>`,
+    ...notes.map(
+      (n, i) => `<text x="${fmt(width / 2)}" y="${44 + 16 * i}" font-size="12" text-anchor="middle" fill="${n.color ?? '#444444'}">${escapeXml(n.text)}</text>`,
+    ),
   );
   // Grid and ticks.
   for (let i = 0; i <= 5; i++) {

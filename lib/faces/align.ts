@@ -31,7 +31,7 @@
  */
 import { DfdetError, invalidParameter } from '../errors';
 import type { RgbImage } from '../media/image';
-import type { Face, Point } from './blazeface';
+import type { Face, Point } from './types';
 
 /** Options of {@link cropFace}. */
 export interface CropFaceOptions {

@@ -16,10 +16,11 @@ import sharp from 'sharp';
 import type { NativeTensor, NativeValue } from '../../binding';
 import { DfdetError, invalidParameter } from '../errors';
 import { packageRoot } from '../native';
-import { Model, type ModelLoadOptions } from '../model';
+import { isTensor, Model, type ModelLoadOptions } from '../model';
 import type { RgbImage } from '../media/image';
 import { resizeRgb } from '../media/resample';
 import { weightedNms, type RawDetection } from './nms';
+import type { Face, FaceKeypoints } from './types';
 
 /** Side of the square model input. */
 export const BLAZEFACE_INPUT_SIZE = 256;
@@ -47,50 +48,6 @@ export function loadFaceDetector(opts: ModelLoadOptions = {}): Promise<Model> {
 export interface TensorRunner {
   /** Run `method` on `inputs`; BlazeFace's `forward` returns `[scores, boxes]`. */
   run(method: string, inputs: NativeTensor[]): Promise<NativeValue>;
-}
-
-/** An axis-aligned box in source-image pixels. */
-export interface FaceBox {
-  /** Left edge. */
-  x: number;
-  /** Top edge. */
-  y: number;
-  /** Width. */
-  width: number;
-  /** Height. */
-  height: number;
-}
-
-/** A point `[x, y]` in source-image pixels. */
-export type Point = [number, number];
-
-/**
- * BlazeFace's six keypoints, named from the subject's point of view as MediaPipe does: for a
- * frontal face `rightEye` is on the image's left.
- */
-export interface FaceKeypoints {
-  /** Centre of the subject's right eye (image left for a frontal face). */
-  rightEye: Point;
-  /** Centre of the subject's left eye. */
-  leftEye: Point;
-  /** Nose tip. */
-  nose: Point;
-  /** Mouth centre. */
-  mouth: Point;
-  /** Subject's right ear tragion. */
-  rightEar: Point;
-  /** Subject's left ear tragion. */
-  leftEar: Point;
-}
-
-/** One detected face. */
-export interface Face {
-  /** Bounding box in source pixels. Not clipped: it may extend past the image border. */
-  box: FaceBox;
-  /** Detector confidence in [0, 1] (the top anchor's sigmoid score). */
-  score: number;
-  /** Keypoints in source pixels. */
-  keypoints: FaceKeypoints;
 }
 
 /** Options of {@link detectFaces}. */
@@ -177,20 +134,18 @@ function checkImage(image: RgbImage, name: string): void {
   if (data.length !== width * height * 3) invalidParameter(`${name}.data.length`, `width * height * 3 = ${width * height * 3}`, data.length);
 }
 
-function num(v: unknown, name: string, lo: number, hi: number, dflt: number): number {
+/** An option that must be a number in [lo, hi]; `dflt` when undefined. */
+function numberOption(v: unknown, name: string, lo: number, hi: number, dflt: number): number {
   if (v === undefined) return dflt;
   if (typeof v !== 'number' || !(v >= lo && v <= hi)) invalidParameter(name, `a number between ${lo} and ${hi}`, v);
   return v;
 }
 
-function int(v: unknown, name: string, lo: number, dflt: number): number {
+/** An option that must be an integer >= lo; `dflt` when undefined. */
+function integerOption(v: unknown, name: string, lo: number, dflt: number): number {
   if (v === undefined) return dflt;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < lo) invalidParameter(name, `an integer >= ${lo}`, v);
   return v;
-}
-
-function isTensor(v: NativeValue | undefined): v is NativeTensor {
-  return !!v && typeof v === 'object' && !Array.isArray(v) && 'data' in v && 'shape' in v;
 }
 
 /** Check and unpack the model's `(scores, boxes)` output for a batch of `b`. */
@@ -203,7 +158,8 @@ function unpack(value: NativeValue, b: number): { scores: Float32Array; boxes: F
     !isTensor(scores) || !isTensor(boxes) || !(scores.data instanceof Float32Array) || !(boxes.data instanceof Float32Array) ||
     !shapeOk(scores, [b, BLAZEFACE_ANCHORS]) || !shapeOk(boxes, [b, BLAZEFACE_ANCHORS, 16])
   ) {
-    throw new DfdetError('MODEL_LOAD_FAILED', `Face detector model returned an unexpected value; expected float32 (scores [${b},896], boxes [${b},896,16])`);
+    // The file loaded fine; what it returned is wrong: a run-time fault of this model, not a load failure.
+    throw new DfdetError('RUNTIME_ERROR', `Face detector model returned an unexpected value; expected float32 (scores [${b},896], boxes [${b},896,16])`);
   }
   return { scores: scores.data, boxes: boxes.data };
 }
@@ -229,11 +185,11 @@ export async function detectFaces(model: TensorRunner, images: readonly RgbImage
   if (!Array.isArray(images)) invalidParameter('images', 'an array of RgbImage', images);
   if (!opts || typeof opts !== 'object') invalidParameter('opts', 'an options object', opts);
   images.forEach((im, i) => checkImage(im, `images[${i}]`));
-  const scoreThreshold = num(opts.scoreThreshold, 'scoreThreshold', 0, 1, 0.5);
-  const iouThreshold = num(opts.iouThreshold, 'iouThreshold', 0, 1, 0.3);
-  const minFaceSize = num(opts.minFaceSize, 'minFaceSize', 0, Number.MAX_VALUE, 20);
-  const maxFaces = opts.maxFaces === undefined ? Infinity : int(opts.maxFaces, 'maxFaces', 1, 1);
-  const batchSize = int(opts.batchSize, 'batchSize', 1, 16);
+  const scoreThreshold = numberOption(opts.scoreThreshold, 'scoreThreshold', 0, 1, 0.5);
+  const iouThreshold = numberOption(opts.iouThreshold, 'iouThreshold', 0, 1, 0.3);
+  const minFaceSize = numberOption(opts.minFaceSize, 'minFaceSize', 0, Number.MAX_VALUE, 20);
+  const maxFaces = opts.maxFaces === undefined ? Infinity : integerOption(opts.maxFaces, 'maxFaces', 1, 1);
+  const batchSize = integerOption(opts.batchSize, 'batchSize', 1, 16);
 
   const S = BLAZEFACE_INPUT_SIZE;
   const per = 3 * S * S;
@@ -246,13 +202,17 @@ export async function detectFaces(model: TensorRunner, images: readonly RgbImage
     small.forEach((im, i) => letterboxInput(im, input, i * per, boxes[i]));
     const out = unpack(await model.run('forward', [{ data: input, shape: [chunk.length, 3, S, S], dtype: 'float32' }]), chunk.length);
     for (let i = 0; i < chunk.length; i++) {
-      results.push(decodeImage(out.scores, out.boxes, i, boxes[i], scoreThreshold, iouThreshold, minFaceSize, maxFaces));
+      results.push(facesOfAnchors(out.scores, out.boxes, i, boxes[i], scoreThreshold, iouThreshold, minFaceSize, maxFaces));
     }
   }
   return results;
 }
 
-function decodeImage(
+/**
+ * The faces of image `b` of a batch: its anchors' scores and boxes thresholded, merged by
+ * weighted NMS and mapped from the letterbox back to source pixels.
+ */
+function facesOfAnchors(
   scores: Float32Array,
   boxes: Float32Array,
   b: number,

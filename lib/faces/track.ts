@@ -15,7 +15,7 @@
  * much as one present in four times as many frames).
  */
 import { invalidParameter } from '../errors';
-import type { Face } from './blazeface';
+import type { Face } from './types';
 import { iou } from './nms';
 
 /** One detection of a track. */

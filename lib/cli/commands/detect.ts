@@ -8,7 +8,7 @@ import { type Command, Option } from 'commander';
 
 import { Detector, type DetectResult } from '../../detector';
 import { listMediaFiles } from '../../inputs';
-import { expandGlob, hasGlob } from '../glob';
+import { expandGlob, hasGlob, noMatchMessage } from '../glob';
 import { CSV_COLUMNS, csvRow, jsonLine, type OutputFormat, Progress, tableHeader, tableRow, Tally } from '../output';
 import {
   addDetectorOptions,
@@ -34,7 +34,7 @@ interface DetectFlags extends DetectorFlags {
 /**
  * Expands the path arguments: folders to their media files (recursively, sorted), quoted globs to
  * the files they match. Unmatched globs and missing paths are kept, so they are reported as failed
- * inputs. `-` is dropped (it means stdin).
+ * inputs (see {@link explainUnmatched}). `-` is dropped (it means stdin).
  */
 export async function expandArguments(args: readonly string[]): Promise<string[]> {
   const out: string[] = [];
@@ -48,6 +48,12 @@ export async function expandArguments(args: readonly string[]): Promise<string[]
     } else out.push(a);
   }
   return out;
+}
+
+/** A failed result of a pattern kept by {@link expandArguments}: its error says the pattern matched nothing. */
+function explainUnmatched(r: DetectResult): DetectResult {
+  if (r.error?.code !== 'NOT_FOUND' || !hasGlob(r.source) || fs.existsSync(r.source)) return r;
+  return { ...r, error: { code: r.error.code, message: noMatchMessage(r.source) } };
 }
 
 /** Paths read from stdin, one per line (blank lines skipped; folders and globs expanded). */
@@ -130,11 +136,13 @@ async function runDetect(paths: string[], flags: DetectFlags): Promise<number> {
     if (detector.identity.sourceKind === 'init') process.stderr.write(`${randomWeightsWarning(detector.identity.name)}\n`);
     if (format === 'csv') await writeOut(`${CSV_COLUMNS.join(',')}\n`);
     if (format === 'table') progress.print(process.stdout, tableHeader());
-    const emit = async (r: DetectResult): Promise<void> => {
+    const columns = process.stdout.isTTY ? process.stdout.columns : undefined;
+    const emit = async (result: DetectResult): Promise<void> => {
+      const r = explainUnmatched(result);
       tally.add(r);
       if (format === 'json') await writeOut(`${jsonLine(r)}\n`);
       else if (format === 'csv') await writeOut(`${csvRow(r)}\n`);
-      else progress.print(process.stdout, tableRow(r));
+      else progress.print(process.stdout, tableRow(r, columns));
       progress.update(tally);
     };
     progress.update(tally, true);

@@ -106,7 +106,11 @@ async function runEval(dataset: string, flags: EvalFlags): Promise<number> {
     return EXIT.INTERRUPTED;
   }
   const result = evaluate(predictions, { threshold: options.threshold });
-  const files = await writeReport(result, outDir, { png: flags.png !== false, title: `dfdet evaluation of ${path.basename(path.resolve(dataset))}` });
+  const files = await writeReport(result, outDir, {
+    model: detector.identity,
+    png: flags.png !== false,
+    title: `dfdet evaluation of ${path.basename(path.resolve(dataset))}`,
+  });
   const c = result.counts;
   process.stdout.write(`${metricsTable(result)}\n\n`);
   process.stdout.write(`${c.items} items: ${c.scored} scored, ${c.failed} failed or without a face, ${c.unlabelled} unlabelled, ${c.videos} videos; threshold ${result.threshold}\n`);

@@ -5,8 +5,8 @@ import * as fs from 'node:fs';
 
 import type { Command } from 'commander';
 
-import { readDetectorMetadata } from '../../detector-model/metadata';
-import { METADATA_FILE, Model } from '../../model';
+import { METADATA_FILE, readDetectorMetadata } from '../../detector-model/metadata';
+import { Model } from '../../model';
 import { bytes } from '../output';
 import { resolveModel } from '../../resolve-model';
 import { choiceOption } from '../options';
@@ -32,7 +32,7 @@ export function registerInfo(program: Command): void {
     .action(async (name: string | undefined, flags: InfoFlags) => {
       const { source, name: shown } = await resolveModel(name, flags.cacheDir);
       const file = source as string; // names and paths only: bytes never come from the command line
-      const model = await Model.load(file, { device: flags.device, dtype: flags.dtype });
+      const model = await Model.load(file, { device: flags.device, dtype: flags.dtype, extraFiles: [METADATA_FILE] });
       try {
         const info = model.info;
         const meta = readDetectorMetadata(info);
