@@ -15,6 +15,8 @@
 export type NativeErrorCode =
   /** A malformed argument, tensor, build spec or option; NaN/infinite inputs; no such method. */
   | 'BAD_INPUT'
+  /** A loaded model holds NaN or infinite weights (names the tensor). */
+  | 'BAD_WEIGHTS'
   /** The model was disposed, or the JavaScript environment is shutting down. */
   | 'DISPOSED'
   /** `NativeModel.load` failed: not a TorchScript archive, truncated, unknown ops. */

@@ -162,7 +162,7 @@ class BuildWorker : public PromiseWorker {
     // `-o /dev/null` would replace the device node. lib/output-path.ts checks first with a clearer
     // message; this guards every caller of the addon.
     if (!replaceableOutput(outPath)) {
-      Fail("BAD_INPUT", "Expected a regular file or a new path for the output but " + outPath + " is a device, FIFO, socket or directory");
+      Fail(ErrorCode::BAD_INPUT, "Expected a regular file or a new path for the output but " + outPath + " is a device, FIFO, socket or directory");
       return;
     }
     // Write next to the target, then rename: a failed build never leaves a half-written model.

@@ -8,6 +8,7 @@
 
 #define DFDET_NATIVE_ERROR_CODES(X)                                                              \
   X(BAD_INPUT)         /* a malformed argument, tensor, spec or option; NaN inputs; no such method */ \
+  X(BAD_WEIGHTS)       /* a loaded model holds NaN or infinite weights */                         \
   X(DISPOSED)          /* the model was disposed, or the JS environment is shutting down */       \
   X(MODEL_LOAD_FAILED) /* torch::jit::load failed (not TorchScript, truncated, unknown ops) */     \
   X(OUT_OF_MEMORY)     /* an allocation failed (CPU or CUDA) */                                   \

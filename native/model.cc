@@ -182,7 +182,7 @@ class LoadWorker : public PromiseWorker {
     // tensor, instead of scoring with it (one cheap pass over the weights).
     std::string badWeight = firstNonFiniteWeight(st->module);
     if (!badWeight.empty()) {
-      Fail("BAD_WEIGHTS", "weight '" + badWeight + "' holds NaN or infinite values: the model file is corrupt or was saved from a diverged training run");
+      Fail(ErrorCode::BAD_WEIGHTS, "weight '" + badWeight + "' holds NaN or infinite values: the model file is corrupt or was saved from a diverged training run");
       return;
     }
     st->module.eval();

@@ -117,7 +117,7 @@ class NativeTrainer;
 
 class CreateWorker : public PromiseWorker {
  public:
-  CreateWorker(Napi::Env env, TrainerEnv* te) : PromiseWorker(env, "dfdet.trainer.create", "MODEL_LOAD_FAILED"), te_(te) {}
+  CreateWorker(Napi::Env env, TrainerEnv* te) : PromiseWorker(env, "dfdet.trainer.create", ErrorCode::MODEL_LOAD_FAILED), te_(te) {}
   std::string path;
   std::string deviceName = "cpu";
   bool bf16 = false;
@@ -132,7 +132,7 @@ class CreateWorker : public PromiseWorker {
     st->module = torch::jit::load(path, st->device);
     for (const char* m : {"pooled", "head"})
       if (!st->module.find_method(m)) {
-        Fail("UNSUPPORTED", std::string("the model has no '") + m + "' method: only dfdet detector files (dfdet convert / model init) can be trained");
+        Fail(ErrorCode::UNSUPPORTED, std::string("the model has no '") + m + "' method: only dfdet detector files (dfdet convert / model init) can be trained");
         return;
       }
     st->module.train();
@@ -151,7 +151,7 @@ class CreateWorker : public PromiseWorker {
       (wd ? decayedNames : plainNames).push_back(p.name);
     }
     if (decayed.empty() && plain.empty()) {
-      Fail("BAD_INPUT", "no parameter of the model matches /" + trainable + "/");
+      Fail(ErrorCode::BAD_INPUT, "no parameter of the model matches /" + trainable + "/");
       return;
     }
     auto opts = [&](double wd) {
@@ -176,7 +176,7 @@ class CreateWorker : public PromiseWorker {
 
   Napi::Value Resolve(Napi::Env env) override {
     auto* data = env.GetInstanceData<AddonData>();
-    if (data && data->closing) throw makeError(env, "DISPOSED", "the JavaScript environment is shutting down");
+    if (data && data->closing) throw makeError(env, ErrorCode::DISPOSED, "the JavaScript environment is shutting down");
     auto holder = std::make_unique<std::shared_ptr<TrainerState>>(state_);
     auto ext = Napi::External<std::shared_ptr<TrainerState>>::New(env, holder.get());
     return te_->constructor.New({ext});
@@ -216,7 +216,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
 
   explicit NativeTrainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeTrainer>(info) {
     if (info.Length() != 1 || !info[0].IsExternal())
-      throwTyped(info.Env(), "BAD_INPUT", "NativeTrainer cannot be constructed directly; use NativeTrainer.create()");
+      throwTyped(info.Env(), ErrorCode::BAD_INPUT, "NativeTrainer cannot be constructed directly; use NativeTrainer.create()");
     state_ = *info[0].As<Napi::External<std::shared_ptr<TrainerState>>>().Data();
   }
 
@@ -237,7 +237,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
 
  private:
   std::shared_ptr<TrainerState> Alive(Napi::Env env) {
-    if (disposing_ || !state_) throwTyped(env, "DISPOSED", "the trainer was disposed");
+    if (disposing_ || !state_) throwTyped(env, ErrorCode::DISPOSED, "the trainer was disposed");
     return state_;
   }
   template <typename W, typename C>
@@ -260,7 +260,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
 };
 
 TrainerWorker::TrainerWorker(Napi::Env env, const char* name, NativeTrainer* owner, Napi::Object ownerObj, std::shared_ptr<TrainerState> st)
-    : PromiseWorker(env, name, "RUNTIME_ERROR"), state_(std::move(st)), owner_(owner) {
+    : PromiseWorker(env, name, ErrorCode::RUNTIME_ERROR), state_(std::move(st)), owner_(owner) {
   ownerPin_ = Napi::Persistent(ownerObj);
 }
 
@@ -295,16 +295,16 @@ class StepWorker : public TrainerWorker {
         w = deviceInput(weight, st, at::kFloat);
       }
     } catch (const std::invalid_argument& e) {
-      Fail("BAD_INPUT", e.what());
+      Fail(ErrorCode::BAD_INPUT, e.what());
       return;
     }
     const int64_t b = x.size(0);
     if (y.dim() != 1 || y.size(0) != b || (y.lt(0) | y.gt(1)).any().item<bool>()) {
-      Fail("BAD_INPUT", "Expected one label (0 or 1) per image");
+      Fail(ErrorCode::BAD_INPUT, "Expected one label (0 or 1) per image");
       return;
     }
     if (slerpOn && (part.numel() != b || w.numel() != b || (part.ge(b) | part.lt(-1)).any().item<bool>())) {
-      Fail("BAD_INPUT", "Expected one slerp partner in [-1, batch) and one weight per image");
+      Fail(ErrorCode::BAD_INPUT, "Expected one slerp partner in [-1, batch) and one weight per image");
       return;
     }
     at::Tensor logits, f;
@@ -374,7 +374,7 @@ class EvalWorker : public TrainerWorker {
     try {
       x = deviceInput(images, st, at::kFloat);
     } catch (const std::invalid_argument& e) {
-      Fail("BAD_INPUT", e.what());
+      Fail(ErrorCode::BAD_INPUT, e.what());
       return;
     }
     torch::NoGradGuard noGrad;
@@ -462,19 +462,19 @@ class LoadCheckpointWorker : public TrainerWorker {
     ar.read("meta", meta);
     auto list = names.toList();
     if (list.size() != st.names.size()) {
-      Fail("BAD_INPUT", "the checkpoint holds " + std::to_string(list.size()) + " trained tensors, this trainer " + std::to_string(st.names.size()));
+      Fail(ErrorCode::BAD_INPUT, "the checkpoint holds " + std::to_string(list.size()) + " trained tensors, this trainer " + std::to_string(st.names.size()));
       return;
     }
     std::vector<at::Tensor> loaded(st.params.size());
     for (size_t i = 0; i < st.params.size(); i++) {
       const std::string n = list.get(i).toStringRef();
       if (n != st.names[i]) {
-        Fail("BAD_INPUT", "the checkpoint's tensor " + std::to_string(i) + " is " + n + ", expected " + st.names[i]);
+        Fail(ErrorCode::BAD_INPUT, "the checkpoint's tensor " + std::to_string(i) + " is " + n + ", expected " + st.names[i]);
         return;
       }
       ar.read("p" + std::to_string(i), loaded[i]);
       if (!loaded[i].sizes().equals(st.params[i].sizes())) {
-        Fail("BAD_INPUT", "the checkpoint's " + n + " has another shape than the model's");
+        Fail(ErrorCode::BAD_INPUT, "the checkpoint's " + n + " has another shape than the model's");
         return;
       }
     }
@@ -502,18 +502,18 @@ double numberOr(const Napi::Object& o, const char* key, double fallback) {
 std::string pattern(Napi::Env env, const Napi::Object& o, const char* key) {
   Napi::Value v = o.Get(key);
   if (v.IsUndefined()) return "";
-  if (!v.IsString()) throwTyped(env, "BAD_INPUT", std::string("Expected a regular expression source string for ") + key);
+  if (!v.IsString()) throwTyped(env, ErrorCode::BAD_INPUT, std::string("Expected a regular expression source string for ") + key);
   std::string s = v.As<Napi::String>().Utf8Value();
   try {
     std::regex check(s, std::regex::ECMAScript);
   } catch (const std::regex_error& e) {
-    throwTyped(env, "BAD_INPUT", std::string("Expected a valid regular expression for ") + key + " but received /" + s + "/");
+    throwTyped(env, ErrorCode::BAD_INPUT, std::string("Expected a valid regular expression for ") + key + " but received /" + s + "/");
   }
   return s;
 }
 
 std::string stringArg(Napi::Env env, const Napi::CallbackInfo& info, size_t i, const char* what) {
-  if (info.Length() <= i || !info[i].IsString()) throwTyped(env, "BAD_INPUT", std::string("Expected a string for ") + what);
+  if (info.Length() <= i || !info[i].IsString()) throwTyped(env, ErrorCode::BAD_INPUT, std::string("Expected a string for ") + what);
   return info[i].As<Napi::String>().Utf8Value();
 }
 
@@ -521,7 +521,7 @@ Napi::Value NativeTrainer::Create(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto* te = static_cast<TrainerEnv*>(info.Data());
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsObject())
-    throwTyped(env, "BAD_INPUT", "Expected create(path: string, options: object)");
+    throwTyped(env, ErrorCode::BAD_INPUT, "Expected create(path: string, options: object)");
   Napi::Object o = info[1].As<Napi::Object>();
   return queueWorker(new CreateWorker(env, te), [&](CreateWorker& w) {
     w.path = info[0].As<Napi::String>().Utf8Value();
@@ -529,10 +529,10 @@ Napi::Value NativeTrainer::Create(const Napi::CallbackInfo& info) {
     if (dev.IsString()) w.deviceName = dev.As<Napi::String>().Utf8Value();
     Napi::Value dt = o.Get("dtype");
     const std::string dtype = dt.IsString() ? dt.As<Napi::String>().Utf8Value() : "float32";
-    if (dtype != "float32" && dtype != "bfloat16") throwTyped(env, "BAD_INPUT", "Expected 'float32' or 'bfloat16' for dtype but received '" + dtype + "'");
+    if (dtype != "float32" && dtype != "bfloat16") throwTyped(env, ErrorCode::BAD_INPUT, "Expected 'float32' or 'bfloat16' for dtype but received '" + dtype + "'");
     w.bf16 = dtype == "bfloat16";
     w.trainable = pattern(env, o, "trainable");
-    if (w.trainable.empty()) throwTyped(env, "BAD_INPUT", "Expected a regular expression for trainable");
+    if (w.trainable.empty()) throwTyped(env, ErrorCode::BAD_INPUT, "Expected a regular expression for trainable");
     w.decay = pattern(env, o, "decay");
     w.weightDecay = numberOr(o, "weightDecay", 0);
     w.beta1 = numberOr(o, "beta1", 0.9);
@@ -567,20 +567,20 @@ Napi::Value NativeTrainer::Info(const Napi::CallbackInfo& info) {
 Napi::Value NativeTrainer::Step(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto st = Alive(env);
-  if (info.Length() < 3 || !info[2].IsObject()) throwTyped(env, "BAD_INPUT", "Expected step(images, labels, options)");
+  if (info.Length() < 3 || !info[2].IsObject()) throwTyped(env, ErrorCode::BAD_INPUT, "Expected step(images, labels, options)");
   return Queue(new StepWorker(env, "dfdet.trainer.step", this, Value(), st), [&](StepWorker& w) {
     w.images = wrapTensor(env, info[0], "images");
     w.labels = wrapTensor(env, info[1], "labels");
     Napi::Object o = info[2].As<Napi::Object>();
     w.lr = numberOr(o, "lr", 1e-3);
-    if (!(w.lr >= 0) || !std::isfinite(w.lr)) throwTyped(env, "BAD_INPUT", "Expected a finite non-negative number for lr");
+    if (!(w.lr >= 0) || !std::isfinite(w.lr)) throwTyped(env, ErrorCode::BAD_INPUT, "Expected a finite non-negative number for lr");
     Napi::Value p = o.Get("slerpPartner");
     if (!p.IsUndefined() && !p.IsNull()) {
       w.slerpOn = true;
       w.partner = wrapTensor(env, p, "slerpPartner");
       w.weight = wrapTensor(env, o.Get("slerpWeight"), "slerpWeight");
     }
-    if (w.images.tensor.dim() != 4) throwTyped(env, "BAD_INPUT", "Expected images of shape [B, 3, H, W]");
+    if (w.images.tensor.dim() != 4) throwTyped(env, ErrorCode::BAD_INPUT, "Expected images of shape [B, 3, H, W]");
   });
 }
 
@@ -589,7 +589,7 @@ Napi::Value NativeTrainer::Evaluate(const Napi::CallbackInfo& info) {
   auto st = Alive(env);
   return Queue(new EvalWorker(env, "dfdet.trainer.evaluate", this, Value(), st), [&](EvalWorker& w) {
     w.images = wrapTensor(env, info[0], "images");
-    if (w.images.tensor.dim() != 4) throwTyped(env, "BAD_INPUT", "Expected images of shape [B, 3, H, W]");
+    if (w.images.tensor.dim() != 4) throwTyped(env, ErrorCode::BAD_INPUT, "Expected images of shape [B, 3, H, W]");
   });
 }
 

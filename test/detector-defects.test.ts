@@ -126,7 +126,15 @@ describe('the single-input rule', () => {
 describe('non-finite model output', () => {
   let nanModel: string;
   beforeAll(async () => {
-    nanModel = await tinyWith(path.join(dir, 'nan-head.pt'), (w) => w.get('head.bias')!.fill(Number.NaN));
+    // Every weight finite (NaN/Inf weights are refused at load: BAD_WEIGHTS), yet the logits
+    // overflow: a constant post-LN feature (weight 0, bias 1) normalises to 1/sqrt(d) per entry,
+    // and a head of 3e38 everywhere sums it to 3e38 * sqrt(d) = Infinity in float32.
+    nanModel = await tinyWith(path.join(dir, 'overflow-head.pt'), (w) => {
+      w.get('post_layernorm.weight')!.fill(0);
+      w.get('post_layernorm.bias')!.fill(1);
+      w.get('head.weight')!.fill(3e38);
+      w.get('head.bias')!.fill(0);
+    });
   });
 
   it('is an error result MODEL_OUTPUT_INVALID on that input, never a label', async () => {
