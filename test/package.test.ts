@@ -220,6 +220,14 @@ describe('installing the release on a machine without compilers', () => {
     expect(bad.stdout).toContain('TS2322');
   }, 600_000);
 
+  it('with the prebuilt and install scripts skipped (npm --ignore-scripts, allowScripts): the addon still loads', async () => {
+    const dir = freshProject('no-scripts');
+    const install = await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', ...tarballs], dir);
+    expect(install.status, install.stderr).toBe(0);
+    const r = await run('node', ['-e', "const d = require('dfdet'); d.native(); console.log(require('dfdet/package.json').name, d.native().runtimeInfo().torchVersion)"], dir);
+    expect(r.stdout.trim(), r.stderr).toMatch(/^dfdet \d+\.\d+/);
+  }, 300_000);
+
   it('without the prebuilt: the install fails loudly with the platform, the libtorch found and the fix', async () => {
     const dir = freshProject('main-only');
     const main = tarballs.find((t) => path.basename(t) === `dfdet-${VERSION}.tgz`)!;
