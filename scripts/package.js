@@ -122,7 +122,7 @@ function main() {
       console.log(`package: ${addon ? `stripping ${addon}` : 'building the addon from scratch (cmake-js rebuild)'}`);
       const r = prebuild({ root: stage, addon, outDir: path.join(stage, 'prebuilds'), flavours });
       binaries.set(r.flavour.id, r.file);
-      console.log(`package: ${r.flavour.id}: links libtorch ${r.probe.version} (${r.probe.libtorch})`);
+      console.log(`package: ${r.flavour.id}: links libtorch ${r.probe.version} (${r.probe.libtorch}), RUNPATH ${r.probe.runpath ?? 'none'}`);
     }
     const missing = published.filter((f) => !binaries.has(f.id)).map((f) => f.id);
     if (missing.length) throw new Error(`no binary for the published flavour(s) ${missing.join(', ')}: build each on its platform (npm run prebuildify) and pass --prebuilt-dir`);
