@@ -121,3 +121,20 @@ describe('loadAddon', () => {
     for (const a of report.attempts.filter((x) => x.kind === 'prebuilt')) expect(a.reason).toMatch(/not installed|loaded first/);
   });
 });
+
+describe('loadFix', () => {
+  const base = (reason: string) => ({
+    platform: 'linux-x64 (glibc 2.31)',
+    node: 'v20',
+    libtorch: [lt({})],
+    loaded: null,
+    attempts: [{ name: flavourPackage('linux-x64-torch1.13-cpu'), kind: 'prebuilt' as const, file: '/x/dfdet.node', flavour: 'linux-x64-torch1.13-cpu', outcome: 'failed' as const, reason }],
+  });
+
+  it.skipIf(process.platform !== 'linux' || process.arch !== 'x64')('a missing shared library: install the run-time set; a glibc too old: build from source', () => {
+    expect(loadFix(packageRoot, base('libopenblas.so.0: cannot open shared object file: No such file or directory'))).toMatch(/^sudo apt-get install --no-install-recommends libtorch1\.13 libopenblas0-openmp ffmpeg/);
+    const old = loadFix(packageRoot, base("/lib/x86_64-linux-gnu/libc.so.6: version `GLIBC_2.34' not found"));
+    expect(old).toContain('does not link on this system');
+    expect(old).toContain('build from source');
+  });
+});
