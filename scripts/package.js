@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `npm run package`: writes every tarball a release publishes into release/ (emptied first): the
 // main package `dfdet-<v>.tgz` and one `@dfdet/<flavour>` package per published prebuilt flavour
-// (lib/runtime/flavours.ts), plus SHA256SUMS.
+// (lib/runtime/flavours.ts), plus SHA256SUMS. The packed package.json lists those flavours as
+// optionalDependencies and keeps only the `install` script (the development scripts do not ship).
 //
 // From a clean tree: the sources are `git archive HEAD` (the committed tree, whatever the working
 // tree holds) unpacked into a temporary folder; the TypeScript is compiled there afresh without
@@ -96,8 +97,6 @@ function main() {
     const license = path.join(stage, 'LICENSE');
     if (!fs.existsSync(license)) throw new Error('LICENSE is missing');
     const pkg = JSON.parse(fs.readFileSync(path.join(stage, 'package.json'), 'utf8'));
-    // Users get the install hook only: the development scripts (prepare, test, ...) do not ship.
-    fs.writeFileSync(path.join(stage, 'package.json'), `${JSON.stringify({ ...pkg, scripts: { install: pkg.scripts.install } }, null, 2)}\n`);
 
     console.log(`package: compiling the TypeScript of ${from}`);
     execFileSync(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(stage, 'tsconfig.build.json'), '--sourceMap', 'false'], { stdio: 'inherit' });
@@ -105,11 +104,12 @@ function main() {
     const flavours = require(path.join(stage, 'dist', 'lib', 'runtime', 'flavours.js'));
     const published = flavours.FLAVOURS.filter((f) => f.published);
 
-    // The main package must list exactly the published flavours, pinned to its own version.
-    const listed = pkg.optionalDependencies ?? {};
-    const want = Object.fromEntries(published.map((f) => [f.package, pkg.version]));
-    if (JSON.stringify(Object.entries(listed).sort()) !== JSON.stringify(Object.entries(want).sort()))
-      throw new Error(`package.json optionalDependencies ${JSON.stringify(listed)} must be ${JSON.stringify(want)} (the published flavours at version ${pkg.version})`);
+    // The prebuilt packages become optionalDependencies here, from the flavour table, pinned to
+    // this version. (Not in the repository's package.json: an unpublished package there breaks
+    // `npm ci`, whose lock file cannot hold it.)
+    if (pkg.optionalDependencies) throw new Error('package.json must not list optionalDependencies: package.js adds the prebuilt flavours');
+    const released = { ...pkg, scripts: { install: pkg.scripts.install }, optionalDependencies: Object.fromEntries(published.map((f) => [f.package, pkg.version])) };
+    fs.writeFileSync(path.join(stage, 'package.json'), `${JSON.stringify(released, null, 2)}\n`);
 
     const binaries = new Map();
     const prebuiltDir = opt('--prebuilt-dir');
@@ -122,7 +122,7 @@ function main() {
       console.log(`package: ${addon ? `stripping ${addon}` : 'building the addon from scratch (cmake-js rebuild)'}`);
       const r = prebuild({ root: stage, addon, outDir: path.join(stage, 'prebuilds'), flavours });
       binaries.set(r.flavour.id, r.file);
-      console.log(`package: ${r.flavour.id}: links libtorch ${r.probe.version} (${r.probe.libtorch})`);
+      console.log(`package: ${r.flavour.id}: links libtorch ${r.probe.version} (${r.probe.libtorch}), RUNPATH ${r.probe.runpath ?? 'none'}`);
     }
     const missing = published.filter((f) => !binaries.has(f.id)).map((f) => f.id);
     if (missing.length) throw new Error(`no binary for the published flavour(s) ${missing.join(', ')}: build each on its platform (npm run prebuildify) and pass --prebuilt-dir`);

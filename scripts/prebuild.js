@@ -11,8 +11,8 @@ const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 
-function run(cmd, args, cwd) {
-  const r = spawnSync(cmd, args, { cwd, stdio: 'inherit' });
+function run(cmd, args, cwd, env = process.env) {
+  const r = spawnSync(cmd, args, { cwd, stdio: 'inherit', env });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (exit ${r.status ?? r.signal})`);
 }
 
@@ -34,7 +34,7 @@ function probe(file) {
  */
 function prebuild({ root, addon, flavourId, outDir, flavours }) {
   if (!addon) {
-    run(process.execPath, [require.resolve('cmake-js/bin/cmake-js', { paths: [root] }), 'rebuild', '--out', 'build'], root);
+    run(process.execPath, [require.resolve('cmake-js/bin/cmake-js', { paths: [root] }), 'rebuild', '--out', 'build'], root, { ...process.env, DFDET_NO_RPATH: '1' });
     addon = path.join(root, 'build', 'Release', 'dfdet.node');
   }
   const tmp = path.join(outDir, '.strip-tmp.node');
@@ -53,6 +53,13 @@ function prebuild({ root, addon, flavourId, outDir, flavours }) {
         (flavourId ? `that is not flavour ${flavourId}` : `flavours that fit: ${fitting.map((f) => f.id).join(', ') || 'none (add one to lib/runtime/flavours.ts)'}`),
     );
   }
+  // A RUNPATH other than a system folder would tie the binary to the build machine's libtorch.
+  const runpath = /\((?:RUNPATH|RPATH)\)[^[]*\[([^\]]*)\]/.exec(spawnSync('readelf', ['-d', tmp], { encoding: 'utf8' }).stdout ?? '')?.[1];
+  if (runpath && runpath.split(':').some((d) => !/^\/(usr\/)?lib(64)?(\/[\w-]+-linux-gnu)?$/.test(d))) {
+    fs.rmSync(tmp);
+    throw new Error(`the addon has RUNPATH ${runpath} (the build machine's folders); build it with DFDET_NO_RPATH=1`);
+  }
+  p.runpath = runpath ?? null;
   const dir = path.join(outDir, flavour.id);
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, 'dfdet.node');

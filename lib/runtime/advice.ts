@@ -79,6 +79,10 @@ export function loadFix(root: string, report: LoadReport): string {
   if (!f) return `no prebuilt addon is published for ${report.platform}; ${build}.`;
   const attempt = report.attempts.find((a) => a.flavour === f.id);
   const steps: string[] = [];
+  // A prebuilt that is there but does not link here (older glibc/libstdc++ than it was built
+  // with, or a libtorch whose symbols changed) is fixed by a source build, not by packages.
+  if (attempt?.outcome === 'failed' && !/cannot open shared object file/.test(attempt.reason ?? ''))
+    return `${f.package} does not link on this system (${attempt.reason}); ${build}.`;
   const needsLibtorch = !report.libtorch.some((t) => t.layout === f.layout && t.minor === f.torch);
   if (needsLibtorch || attempt?.outcome === 'failed')
     steps.push(f.layout === 'system' ? `${RUNTIME_FIX(f.torch)}` : `install libtorch ${f.torch} and export LIBTORCH and LD_LIBRARY_PATH`);

@@ -65,17 +65,21 @@ export const FLAVOURS: readonly Flavour[] = [
   flavour({ os: 'linux', cpu: 'x64', libc: 'glibc', torch: '1.13', device: 'cpu', layout: 'system', published: true }),
 ];
 
+let glibc: string | null | undefined;
+
+/** glibc version of this process, when it runs on glibc (read once: a diagnostic report takes ms). */
+export function hostGlibcVersion(): string | undefined {
+  if (glibc === undefined) {
+    const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
+    glibc = header?.glibcVersionRuntime ?? null;
+  }
+  return glibc ?? undefined;
+}
+
 /** The C library of this process (Linux), as npm's `libc` field names it. */
 export function hostLibc(): 'glibc' | 'musl' | undefined {
   if (process.platform !== 'linux') return undefined;
-  const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
-  return header?.glibcVersionRuntime ? 'glibc' : 'musl';
-}
-
-/** glibc version of this process, when it runs on glibc. */
-export function hostGlibcVersion(): string | undefined {
-  const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
-  return header?.glibcVersionRuntime;
+  return hostGlibcVersion() ? 'glibc' : 'musl';
 }
 
 /** `linux-x64 (glibc 2.36)`: the platform as messages name it. */
