@@ -16,7 +16,8 @@ import { auroc } from '../eval/metrics';
 import { METADATA_FILE, Model } from '../model';
 import { wrapNativeError } from '../native';
 import { type CheckpointMeta, type EpochRecord, loadCheckpoint, saveCheckpoint, writeLog } from './checkpoint';
-import { type CropSet, DEFAULT_CROP, prepareCrops, readRows } from './data';
+import { cropOptions, type CropSet, prepareCrops, readRows } from './data';
+import { resolveDetectorOptions } from '../options/detector';
 import { createTrainer, sha256File, trainedMetadata, type TrainingProvenance } from './model';
 import { resolveTrainOptions, type TrainOptions, warmupSteps } from './options';
 import { epochBatches, epochRandom, learningRate, slerpPairs } from './schedule';
@@ -76,7 +77,7 @@ export async function* train(options: TrainOptions): AsyncGenerator<TrainEvent, 
   await base.dispose();
   if (!methods.includes('pooled') || !methods.includes('head'))
     throw new DfdetError('UNSUPPORTED', `${o.model} has no pooled/head methods: only dfdet detector files (dfdet convert, pull, model init) can be trained`);
-  const cropOpts = { ...DEFAULT_CROP, faces: o.faces, input: metadata.input, frames: o.frames };
+  const cropOpts = cropOptions(resolveDetectorOptions({ faces: o.faces, device: o.device }), metadata.input, o.frames);
 
   const sets: { train?: CropSet; val?: CropSet } = {};
   for (const split of ['train', 'val'] as const) {
