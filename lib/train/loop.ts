@@ -19,7 +19,7 @@ import { type CheckpointMeta, type EpochRecord, loadCheckpoint, saveCheckpoint, 
 import { cropOptions, type CropSet, prepareCrops, readRows } from './data';
 import { resolveDetectorOptions } from '../options/detector';
 import { createTrainer, sha256File, trainedMetadata, type TrainingProvenance } from './model';
-import { resolveTrainOptions, type TrainOptions, warmupSteps } from './options';
+import { checkDtypeSupported, resolveTrainOptions, type TrainOptions, warmupSteps } from './options';
 import { epochBatches, epochRandom, learningRate, slerpPairs } from './schedule';
 
 export type { TrainOptions } from './options';
@@ -69,6 +69,7 @@ export interface TrainSummary {
  */
 export async function* train(options: TrainOptions): AsyncGenerator<TrainEvent, TrainSummary> {
   const o = resolveTrainOptions(options);
+  checkDtypeSupported(o);
   if (!fs.existsSync(o.model)) throw new DfdetError('NOT_FOUND', `model file not found: ${o.model}`);
   // The base's metadata (preprocessing, architecture) and parameter names; then free it.
   const base = await Model.load(o.model);
