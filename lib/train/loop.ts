@@ -105,7 +105,7 @@ export async function* train(options: TrainOptions): AsyncGenerator<TrainEvent, 
     alignment: o.alignment, uniformity: o.uniformity, gradClip: o.gradClip, frames: o.frames,
   };
   const baseSha = await sha256File(o.model);
-  const fingerprint = { baseSha256: baseSha, data: trainSet.file, ...hyperparameters, epochs: undefined, device: undefined };
+  const fingerprint = { baseSha256: baseSha, data: path.basename(trainSet.file, '.f32'), ...hyperparameters, epochs: undefined, device: undefined };
 
   const trainer = await createTrainer(o);
   const fh = await fs.promises.open(trainSet.file, 'r');
