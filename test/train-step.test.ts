@@ -9,10 +9,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { NativeTrainer } from '../binding';
 import { initModel } from '../lib/detector-model/init';
+import { expectTensor, Model } from '../lib/model';
 import { isDfdetError } from '../lib/errors';
 import { wrapNativeError } from '../lib/native';
 import { createTrainer, TRAINABLE, WEIGHT_DECAY } from '../lib/train/model';
-import { resolveTrainOptions } from '../lib/train/options';
+import { checkDtypeSupported, cpuHasBf16, resolveTrainOptions } from '../lib/train/options';
 import { slerpPairs, epochRandom } from '../lib/train/schedule';
 import { runPython, skipWithoutPython } from './helpers/python';
 import { rng } from './helpers/random';
@@ -105,6 +106,38 @@ describe.skipIf(skip)('training step vs PyTorch', () => {
       }
     });
   }
+});
+
+describe('bfloat16 autocast', () => {
+  it('trains with bf16 matmuls close to float32 where the CPU has native bf16, else is UNSUPPORTED', async () => {
+    const o32 = resolveTrainOptions({ model: base, data: dir, out: path.join(dir, 'f32.pt') });
+    const o16 = resolveTrainOptions({ model: base, data: dir, out: path.join(dir, 'bf16.pt'), dtype: 'bfloat16' });
+    if (cpuHasBf16() === false) {
+      expect(() => checkDtypeSupported(o16)).toThrow(expect.objectContaining({ code: 'UNSUPPORTED' }));
+      return;
+    }
+    const { images, labels } = batch();
+    const losses: number[][] = [];
+    for (const o of [o32, o16]) {
+      const trainer = await createTrainer(o);
+      expect(trainer.info().dtype).toBe(o.dtype);
+      const ls: number[] = [];
+      for (let s = 0; s < 3; s++)
+        ls.push((await trainer.step({ data: images, shape: [B, 3, 224, 224], dtype: 'float32' }, { data: labels, shape: [B], dtype: 'int32' }, { lr: 0.01 })).loss);
+      await trainer.saveModel(o.out);
+      await trainer.dispose();
+      losses.push(ls);
+    }
+    // bf16 has an 8-bit mantissa: close to float32, and not identical (autocast really ran).
+    losses[1]!.forEach((l, i) => expect(Math.abs(l - losses[0]![i]!)).toBeLessThan(2e-2));
+    expect(losses[1]).not.toEqual(losses[0]);
+    // The saved model is a plain detector: it loads and scores.
+    const m = await Model.load(o16.out);
+    const out = expectTensor(await m.run('forward', [{ data: images.subarray(0, 3 * 224 * 224), shape: [1, 3, 224, 224], dtype: 'float32' }]));
+    expect(out.shape).toEqual([1, 2]);
+    expect([...out.data].every((v) => Number.isFinite(Number(v)))).toBe(true);
+    await m.dispose();
+  });
 });
 
 describe('trainer errors', () => {

@@ -136,6 +136,23 @@ describe.skipIf(!photos)('train()', () => {
     expect(losses(other)[0]).not.toBeCloseTo(fullLosses[0]!, 6);
   }, 300_000);
 
+  it('videos give one crop per sampled frame (faces: none), labelled by their folder', async () => {
+    const videos = ['/usr/lib/python3/dist-packages/imageio/resources/images/cockatoo.mp4', '/usr/lib/python3/dist-packages/imageio/resources/images/realshort.mp4'];
+    if (!videos.every((v) => fs.existsSync(v))) {
+      if (process.env.CI) throw new Error('python3-imageio videos are required in CI');
+      console.warn('SKIPPED: video training data (python3-imageio videos missing)');
+      return;
+    }
+    const vdir = path.join(dir, 'videos');
+    for (const [cls, v] of [['real', videos[0]!], ['fake', videos[1]!]] as const) {
+      fs.mkdirSync(path.join(vdir, cls), { recursive: true });
+      fs.copyFileSync(v, path.join(vdir, cls, path.basename(v)));
+    }
+    const events = await collect(opts(path.join(dir, 'v.pt'), { data: vdir, val: undefined, frames: 3, batchSize: 4 }));
+    expect(events.find((e) => e.type === 'data')).toMatchObject({ items: 2, rows: 6, skipped: 0 });
+    expect(events.filter((e) => e.type === 'step')).toHaveLength(2);
+  }, 120_000);
+
   it('typed errors: unlabelled data, a checkpoint of another run, an abort', async () => {
     const unl = path.join(dir, 'unlabelled');
     fs.mkdirSync(unl, { recursive: true });
