@@ -16,6 +16,7 @@ import { prepareFaces, type PipelineContext, type PreparedFaces } from '../detec
 import { DfdetError } from '../errors';
 import type { DatasetItem } from '../eval/dataset';
 import { loadFaceDetector } from '../faces/blazeface';
+import type { Model } from '../model';
 import type { ResolvedDetectorOptions } from '../options/detector';
 
 /** How crops are made (all of it is part of the cache key). */
@@ -108,12 +109,14 @@ export async function* prepareCrops(
   await fs.promises.mkdir(dir, { recursive: true });
   const tmp = `${file}.${process.pid}.tmp`;
   const out = await fs.promises.open(tmp, 'w');
-  const faceModel = opts.detector.faces === 'detect' ? await loadFaceDetector({ device: opts.detector.device }) : undefined;
-  const ctx: PipelineContext = { faceModel, options: opts.detector, input: opts.input };
   const labels: number[] = [];
   const itemOf: number[] = [];
   const skipped: { path: string; reason: string }[] = [];
+  let faceModel: Model | undefined;
+  let complete = false;
   try {
+    faceModel = opts.detector.faces === 'detect' ? await loadFaceDetector({ device: opts.detector.device }) : undefined;
+    const ctx: PipelineContext = { faceModel, options: opts.detector, input: opts.input };
     for (let i = 0; i < items.length; i++) {
       if (signal?.aborted) throw new DfdetError('ABORTED', 'aborted', { cause: signal.reason });
       const it = items[i]!;
@@ -133,12 +136,14 @@ export async function* prepareCrops(
       }
       yield { done: i + 1, total: items.length, rows: labels.length };
     }
+    complete = labels.length > 0;
   } finally {
     await out.close();
     await faceModel?.dispose();
+    // Stopped, failed or empty: no half-written cache file stays behind.
+    if (!complete) await fs.promises.rm(tmp, { force: true });
   }
   if (labels.length === 0) {
-    await fs.promises.rm(tmp, { force: true });
     throw new DfdetError('BAD_INPUT', `No face crops could be made from ${items.length} items (first problem: ${skipped[0]?.path}: ${skipped[0]?.reason})`);
   }
   await fs.promises.rename(tmp, file);

@@ -88,7 +88,12 @@ export async function* train(options: TrainOptions): AsyncGenerator<TrainEvent, 
     if (items.length === 0) throw new DfdetError('BAD_INPUT', `Expected labelled images or videos in ${dir} but found none`);
     const crops = prepareCrops(items, cropOpts, o.cacheDir, o.signal);
     let next = await crops.next();
-    for (; !next.done; next = await crops.next()) yield { type: 'crops', split, ...next.value };
+    try {
+      for (; !next.done; next = await crops.next()) yield { type: 'crops', split, ...next.value };
+    } finally {
+      // The consumer stopped during cropping: let the crops generator close its file and face model.
+      if (!next.done) await crops.return(undefined as never);
+    }
     const set = next.value;
     sets[split] = set;
     yield { type: 'data', split, items: items.length, rows: set.count, skipped: set.skipped.length, cached: set.cached };
