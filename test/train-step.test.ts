@@ -157,6 +157,24 @@ describe('trainer errors', () => {
     const nan = images.slice();
     nan[5] = Number.NaN;
     expect((await call(Int32Array.from([0, 1]), nan))?.code).toBe('BAD_INPUT');
+    // The wrong image size reaches the model's own check: a typed error, the trainer still works.
+    const small = await Promise.resolve()
+      .then(() => trainer.step({ data: new Float32Array(2 * 3 * 64 * 64), shape: [2, 3, 64, 64], dtype: 'float32' }, { data: Int32Array.from([0, 1]), shape: [2], dtype: 'int32' }, { lr: 0.1 }))
+      .then(() => null, (e: unknown) => wrapNativeError(e));
+    expect(small?.code).toBe('RUNTIME_ERROR');
+    const slerpBad = await Promise.resolve()
+      .then(() =>
+        trainer.step({ data: images, shape: [2, 3, 224, 224], dtype: 'float32' }, { data: Int32Array.from([0, 1]), shape: [2], dtype: 'int32' }, {
+          lr: 0.1,
+          slerpPartner: { data: Int32Array.from([5, 0]), shape: [2], dtype: 'int32' },
+          slerpWeight: { data: new Float32Array(2), shape: [2], dtype: 'float32' },
+        }),
+      )
+      .then(() => null, (e: unknown) => wrapNativeError(e));
+    expect(slerpBad?.code).toBe('BAD_INPUT');
+    await expect(Promise.resolve().then(() => trainer.step({ data: images, shape: [2, 3, 224, 224], dtype: 'float32' }, { data: Int32Array.from([0, 1]), shape: [2], dtype: 'int32' }, { lr: Number.NaN }))).rejects.toMatchObject({ code: 'BAD_INPUT' });
+    expect(await call(Int32Array.from([0, 1]))).toBeNull();
+    await expect(trainer.loadCheckpoint(path.join(dir, 'missing.ckpt'))).rejects.toMatchObject({ code: 'RUNTIME_ERROR' });
     await trainer.dispose();
     const e = await call(Int32Array.from([0, 1]));
     expect(isDfdetError(e, 'DISPOSED')).toBe(true);
