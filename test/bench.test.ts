@@ -75,6 +75,6 @@ describe('npm run bench --quick', () => {
   it('rejects an unknown --only part with a message', () => {
     const r = bench(['--only', 'native,bogus'], 60_000);
     expect(r.status).not.toBe(0);
-    expect(r.stderr).toContain('Expected a comma-separated list of native, models, media for --only but received "native,bogus"');
+    expect(r.stderr).toContain('Expected a comma-separated list of native, models, media, train for --only but received "native,bogus"');
   });
 });
