@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { NativeTrainer } from '../binding';
 import { initModel } from '../lib/detector-model/init';
-import { expectTensor, Model } from '../lib/model';
+import { buildModule, expectTensor, Model } from '../lib/model';
 import { isDfdetError } from '../lib/errors';
 import { wrapNativeError } from '../lib/native';
 import { createTrainer, TRAINABLE, WEIGHT_DECAY } from '../lib/train/model';
@@ -184,5 +184,9 @@ describe('trainer errors', () => {
     const bad = path.join(dir, 'bad.pt');
     fs.writeFileSync(bad, 'not a model');
     await expect(createTrainer(resolveTrainOptions({ model: bad, data: dir, out: path.join(dir, 'y.pt') }))).rejects.toMatchObject({ code: 'MODEL_LOAD_FAILED' });
+    // A TorchScript module without the detector's pooled/head methods cannot be LN-tuned.
+    const plain = path.join(dir, 'plain.pt');
+    await buildModule({ className: 'Plain', source: 'def forward(self, x: Tensor) -> Tensor:\n    return x * self.ln_weight\n', parameters: { ln_weight: { data: new Float32Array(2), shape: [2], dtype: 'float32' } } }, plain);
+    await expect(createTrainer(resolveTrainOptions({ model: plain, data: dir, out: path.join(dir, 'z.pt') }))).rejects.toMatchObject({ code: 'UNSUPPORTED', message: expect.stringMatching(/no 'pooled' method/) });
   });
 });

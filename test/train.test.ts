@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Detector } from '../lib/detector';
 import { initModel } from '../lib/detector-model/init';
+import { BLAZEFACE_MODEL_PATH } from '../lib/faces/blazeface';
 import { auroc } from '../lib/eval/metrics';
 import { scanDataset } from '../lib/eval/dataset';
 import { Model } from '../lib/model';
@@ -158,11 +159,17 @@ describe.skipIf(!photos)('train()', () => {
     fs.mkdirSync(unl, { recursive: true });
     fs.copyFileSync(path.join(dir, 'train', 'real', '000.png'), path.join(unl, 'a.png'));
     await expect(collect(opts(path.join(dir, 'u.pt'), { data: unl }))).rejects.toMatchObject({ code: 'BAD_INPUT' });
-    await expect(collect(opts(path.join(dir, 'r.pt'), { epochs: 3, seed: 9, resume: path.join(dir, 'cut.pt.ckpt') }))).rejects.toMatchObject({
+    await collect(opts(path.join(dir, 'e.pt'), { epochs: 3, seed: 7 }), 1);
+    await expect(collect(opts(path.join(dir, 'r.pt'), { epochs: 3, seed: 9, resume: path.join(dir, 'e.pt.ckpt') }))).rejects.toMatchObject({
       code: 'BAD_INPUT',
       message: expect.stringMatching(/same seed/),
     });
     await expect(collect(opts(path.join(dir, 'n.pt'), { resume: path.join(dir, 'missing.ckpt') }))).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    // A TorchScript file that is not a dfdet detector (BlazeFace, whose metadata says so): a typed
+    // error before any cropping (the unlabelled folder would fail at cropping otherwise).
+    const notDetector = await collect(opts(path.join(dir, 'bf.pt'), { model: BLAZEFACE_MODEL_PATH, data: unl })).catch((e: unknown) => e);
+    expect(notDetector).toMatchObject({ code: 'MODEL_LOAD_FAILED', message: expect.stringMatching(/dfdet-detector/) });
+    await expect(collect(opts(path.join(dir, 'm.pt'), { model: path.join(dir, 'missing.pt') }))).rejects.toMatchObject({ code: 'NOT_FOUND' });
     await expect(collect(opts(path.join(dir, 'b.pt'), { batchSize: 1 }))).rejects.toMatchObject({ code: 'BAD_INPUT' });
     const ac = new AbortController();
     const run = train(opts(path.join(dir, 'a.pt'), { epochs: 2, signal: ac.signal }));

@@ -9,17 +9,17 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import type { NativeTrainer } from '../../binding';
-import { readDetectorMetadata } from '../detector-model/metadata';
 import { DfdetError } from '../errors';
 import { scanDataset } from '../eval/dataset';
 import { auroc } from '../eval/metrics';
-import { METADATA_FILE, Model } from '../model';
+import { METADATA_FILE } from '../model';
 import { wrapNativeError } from '../native';
 import { type CheckpointMeta, type EpochRecord, loadCheckpoint, saveCheckpoint, writeLog } from './checkpoint';
 import { cropOptions, type CropSet, prepareCrops, readRows } from './data';
 import { resolveDetectorOptions } from '../options/detector';
-import { createTrainer, sha256File, trainedMetadata, type TrainingProvenance } from './model';
-import { checkDtypeSupported, resolveTrainOptions, type TrainOptions, warmupSteps } from './options';
+import { baseMetadata, createTrainer, sha256File, trainedMetadata, type TrainingProvenance } from './model';
+import { checkDtypeSupported, type ResolvedTrainOptions, resolveTrainOptions, type TrainOptions, warmupSteps } from './options';
+import type { DetectorMetadata } from '../detector-model/metadata';
 import { epochBatches, epochRandom, learningRate, slerpPairs } from './schedule';
 
 export type { TrainOptions } from './options';
@@ -70,14 +70,19 @@ export interface TrainSummary {
 export async function* train(options: TrainOptions): AsyncGenerator<TrainEvent, TrainSummary> {
   const o = resolveTrainOptions(options);
   checkDtypeSupported(o);
-  if (!fs.existsSync(o.model)) throw new DfdetError('NOT_FOUND', `model file not found: ${o.model}`);
-  // The base's metadata (preprocessing, architecture) and parameter names; then free it.
-  const base = await Model.load(o.model);
-  const metadata = readDetectorMetadata(base.info);
-  const methods = base.info.methods;
-  await base.dispose();
-  if (!methods.includes('pooled') || !methods.includes('head'))
-    throw new DfdetError('UNSUPPORTED', `${o.model} has no pooled/head methods: only dfdet detector files (dfdet convert, pull, model init) can be trained`);
+  // The base's preprocessing and architecture (the trainer checks its pooled/head methods).
+  const metadata = await baseMetadata(o.model);
+  // The trainer first: a file that cannot be trained fails before any data is cropped.
+  const trainer = await createTrainer(o);
+  try {
+    return yield* run(o, metadata, trainer);
+  } finally {
+    await trainer.dispose();
+  }
+}
+
+/** The run of {@link train} once the trainer exists: data, then epochs. */
+async function* run(o: ResolvedTrainOptions, metadata: DetectorMetadata, trainer: NativeTrainer): AsyncGenerator<TrainEvent, TrainSummary> {
   const cropOpts = cropOptions(resolveDetectorOptions({ faces: o.faces, device: o.device }), metadata.input, o.frames);
 
   const sets: { train?: CropSet; val?: CropSet } = {};
@@ -112,7 +117,6 @@ export async function* train(options: TrainOptions): AsyncGenerator<TrainEvent, 
   const baseSha = await sha256File(o.model);
   const fingerprint = { baseSha256: baseSha, data: path.basename(trainSet.file, '.f32'), ...hyperparameters, epochs: undefined, device: undefined };
 
-  const trainer = await createTrainer(o);
   const fh = await fs.promises.open(trainSet.file, 'r');
   try {
     let history: EpochRecord[] = [];
@@ -206,7 +210,6 @@ export async function* train(options: TrainOptions): AsyncGenerator<TrainEvent, 
     return { out: o.out, bestEpoch: bestEpoch ?? o.epochs, history, log: o.log, checkpoint: o.checkpoint };
   } finally {
     await fh.close();
-    await trainer.dispose();
   }
 }
 
