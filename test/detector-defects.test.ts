@@ -11,12 +11,13 @@ import { Readable } from 'node:stream';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { Detector } from '../lib/detector';
+import { Detector, softmaxFake } from '../lib/detector';
 import { aggregate, aggregateRule } from '../lib/detector/aggregate';
 import { resolveArch } from '../lib/detector-model/arch';
 import { buildDetector } from '../lib/detector-model/builder';
 import { initModel, randomWeights } from '../lib/detector-model/init';
 import { makeMetadata } from '../lib/detector-model/metadata';
+import { expectTensor, Model } from '../lib/model';
 import { dfdet, ensureBuilt, ndjson } from './helpers/cli';
 
 let dir: string;
@@ -201,5 +202,21 @@ describe('an input stream that never ends', () => {
     expect(await stuck).toMatchObject({ source: '<stream>', error: { code: 'DISPOSED' } });
     expect((await fine).error).toBeUndefined();
     s.stream.destroy();
+  });
+});
+
+describe('prepare (the pipeline up to the model, for training crops)', () => {
+  it('gives the faces and the exact CLIP rows detect scores; bad inputs reject', async () => {
+    const p = await d.prepare(image);
+    const size = d.metadata.input.size;
+    expect(p).toMatchObject({ kind: 'image', frames: [{ index: 0, timestampSec: 0 }], partial: false });
+    expect(p.faces).toEqual([{ face: { box: { x: 0, y: 0, width: 64, height: 48 }, score: 1 }, frame: 0 }]);
+    expect(p.tensor.shape).toEqual([1, 3, size, size]);
+    // The same tensor row through the model gives detect's score.
+    await using model = await Model.load(modelPath);
+    const out = expectTensor(await model.run('forward', [{ data: p.tensor.data, shape: p.tensor.shape, dtype: 'float32' }]));
+    expect(softmaxFake(out.data as Float32Array)).toBe((await d.detect(image)).pFake);
+    await expect(d.prepare(path.join(dir, 'missing.png'))).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(d.prepare(dir)).rejects.toMatchObject({ code: 'BAD_INPUT' });
   });
 });
