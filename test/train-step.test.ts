@@ -9,10 +9,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { NativeTrainer } from '../binding';
 import { initModel } from '../lib/detector-model/init';
+import { buildModule, expectTensor, Model } from '../lib/model';
 import { isDfdetError } from '../lib/errors';
 import { wrapNativeError } from '../lib/native';
 import { createTrainer, TRAINABLE, WEIGHT_DECAY } from '../lib/train/model';
-import { resolveTrainOptions } from '../lib/train/options';
+import { checkDtypeSupported, cpuHasBf16, resolveTrainOptions } from '../lib/train/options';
 import { slerpPairs, epochRandom } from '../lib/train/schedule';
 import { runPython, skipWithoutPython } from './helpers/python';
 import { rng } from './helpers/random';
@@ -107,6 +108,38 @@ describe.skipIf(skip)('training step vs PyTorch', () => {
   }
 });
 
+describe('bfloat16 autocast', () => {
+  it('trains with bf16 matmuls close to float32 where the CPU has native bf16, else is UNSUPPORTED', async () => {
+    const o32 = resolveTrainOptions({ model: base, data: dir, out: path.join(dir, 'f32.pt') });
+    const o16 = resolveTrainOptions({ model: base, data: dir, out: path.join(dir, 'bf16.pt'), dtype: 'bfloat16' });
+    if (cpuHasBf16() === false) {
+      expect(() => checkDtypeSupported(o16)).toThrow(expect.objectContaining({ code: 'UNSUPPORTED' }));
+      return;
+    }
+    const { images, labels } = batch();
+    const losses: number[][] = [];
+    for (const o of [o32, o16]) {
+      const trainer = await createTrainer(o);
+      expect(trainer.info().dtype).toBe(o.dtype);
+      const ls: number[] = [];
+      for (let s = 0; s < 3; s++)
+        ls.push((await trainer.step({ data: images, shape: [B, 3, 224, 224], dtype: 'float32' }, { data: labels, shape: [B], dtype: 'int32' }, { lr: 0.01 })).loss);
+      await trainer.saveModel(o.out);
+      await trainer.dispose();
+      losses.push(ls);
+    }
+    // bf16 has an 8-bit mantissa: close to float32, and not identical (autocast really ran).
+    losses[1]!.forEach((l, i) => expect(Math.abs(l - losses[0]![i]!)).toBeLessThan(2e-2));
+    expect(losses[1]).not.toEqual(losses[0]);
+    // The saved model is a plain detector: it loads and scores.
+    const m = await Model.load(o16.out);
+    const out = expectTensor(await m.run('forward', [{ data: images.subarray(0, 3 * 224 * 224), shape: [1, 3, 224, 224], dtype: 'float32' }]));
+    expect(out.shape).toEqual([1, 2]);
+    expect([...out.data].every((v) => Number.isFinite(Number(v)))).toBe(true);
+    await m.dispose();
+  });
+});
+
 describe('trainer errors', () => {
   it('bad labels, NaN images and a disposed trainer give typed errors', async () => {
     const o = resolveTrainOptions({ model: base, data: dir, out: path.join(dir, 'x.pt') });
@@ -124,6 +157,24 @@ describe('trainer errors', () => {
     const nan = images.slice();
     nan[5] = Number.NaN;
     expect((await call(Int32Array.from([0, 1]), nan))?.code).toBe('BAD_INPUT');
+    // The wrong image size reaches the model's own check: a typed error, the trainer still works.
+    const small = await Promise.resolve()
+      .then(() => trainer.step({ data: new Float32Array(2 * 3 * 64 * 64), shape: [2, 3, 64, 64], dtype: 'float32' }, { data: Int32Array.from([0, 1]), shape: [2], dtype: 'int32' }, { lr: 0.1 }))
+      .then(() => null, (e: unknown) => wrapNativeError(e));
+    expect(small?.code).toBe('RUNTIME_ERROR');
+    const slerpBad = await Promise.resolve()
+      .then(() =>
+        trainer.step({ data: images, shape: [2, 3, 224, 224], dtype: 'float32' }, { data: Int32Array.from([0, 1]), shape: [2], dtype: 'int32' }, {
+          lr: 0.1,
+          slerpPartner: { data: Int32Array.from([5, 0]), shape: [2], dtype: 'int32' },
+          slerpWeight: { data: new Float32Array(2), shape: [2], dtype: 'float32' },
+        }),
+      )
+      .then(() => null, (e: unknown) => wrapNativeError(e));
+    expect(slerpBad?.code).toBe('BAD_INPUT');
+    await expect(Promise.resolve().then(() => trainer.step({ data: images, shape: [2, 3, 224, 224], dtype: 'float32' }, { data: Int32Array.from([0, 1]), shape: [2], dtype: 'int32' }, { lr: Number.NaN }))).rejects.toMatchObject({ code: 'BAD_INPUT' });
+    expect(await call(Int32Array.from([0, 1]))).toBeNull();
+    await expect(trainer.loadCheckpoint(path.join(dir, 'missing.ckpt'))).rejects.toMatchObject({ code: 'RUNTIME_ERROR' });
     await trainer.dispose();
     const e = await call(Int32Array.from([0, 1]));
     expect(isDfdetError(e, 'DISPOSED')).toBe(true);
@@ -133,5 +184,9 @@ describe('trainer errors', () => {
     const bad = path.join(dir, 'bad.pt');
     fs.writeFileSync(bad, 'not a model');
     await expect(createTrainer(resolveTrainOptions({ model: bad, data: dir, out: path.join(dir, 'y.pt') }))).rejects.toMatchObject({ code: 'MODEL_LOAD_FAILED' });
+    // A TorchScript module without the detector's pooled/head methods cannot be LN-tuned.
+    const plain = path.join(dir, 'plain.pt');
+    await buildModule({ className: 'Plain', source: 'def forward(self, x: Tensor) -> Tensor:\n    return x * self.ln_weight\n', parameters: { ln_weight: { data: new Float32Array(2), shape: [2], dtype: 'float32' } } }, plain);
+    await expect(createTrainer(resolveTrainOptions({ model: plain, data: dir, out: path.join(dir, 'z.pt') }))).rejects.toMatchObject({ code: 'UNSUPPORTED', message: expect.stringMatching(/no 'pooled' method/) });
   });
 });

@@ -2,45 +2,42 @@
  * Training data: labelled media → face crops as CLIP tensor rows, cached on disk so that epochs
  * (and later runs on the same data) never decode again.
  *
- * Faces are found and cropped with the detection pipeline's own pieces (decodeImage/sampleFrames,
- * BlazeFace, cropFace, clipTransform with the model's preprocessing) and its defaults. TEMPORARY:
- * once lib/detector/run.ts exposes the Detector's preparation stage (`prepareFaces`), this module
- * calls it instead of composing the pieces.
+ * Crops come from the Detector's own preparation stage ({@link prepareFaces}: decode, BlazeFace,
+ * tracking, alignment crop, CLIP transform), with the Detector's options: the crops a model is
+ * trained on are exactly the crops it scores. Per labelled item: the largest face of an image,
+ * every frame of a video's main face track, or (faces: 'none') the whole images/frames.
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+import type { DetectorMetadata } from '../detector-model/metadata';
+import { prepareFaces, type PipelineContext, type PreparedFaces } from '../detector/run';
 import { DfdetError } from '../errors';
 import type { DatasetItem } from '../eval/dataset';
-import { cropFace } from '../faces/align';
-import { detectFaces, loadFaceDetector } from '../faces/blazeface';
-import type { Face } from '../faces/types';
-import { mainTrack } from '../faces/track';
-import { decodeImage, type RgbImage } from '../media/image';
-import { clipTransform } from '../media/transform';
-import { sampleFrames } from '../media/video';
+import { loadFaceDetector } from '../faces/blazeface';
 import type { Model } from '../model';
-import type { DetectorMetadata } from '../detector-model/metadata';
+import type { ResolvedDetectorOptions } from '../options/detector';
 
-/** How crops are made (part of the cache key). */
+/** How crops are made (all of it is part of the cache key). */
 export interface CropOptions {
-  /** 'detect': the largest face of an image, the main face track of a video; 'none': whole images/frames. */
-  faces: 'detect' | 'none';
+  /** The Detector's resolved options: faces, crop geometry, face thresholds, video limits. */
+  detector: PipelineContext['options'] & Pick<ResolvedDetectorOptions, 'faces' | 'device'>;
   /** The model's preprocessing (from its metadata). */
   input: DetectorMetadata['input'];
-  /** Frames sampled uniformly from each video (the Detector's default: 32). */
+  /** Frames sampled uniformly from each video. */
   frames: number;
-  /** Face crop mode and geometry (the Detector's defaults: align, 1.3, 256). */
-  crop: 'align' | 'box';
-  cropScale: number;
-  cropSize: number;
-  faceThreshold: number;
-  minFaceSize: number;
 }
 
-/** The Detector's defaults. */
-export const DEFAULT_CROP: Omit<CropOptions, 'faces' | 'input'> = { frames: 32, crop: 'align', cropScale: 1.3, cropSize: 256, faceThreshold: 0.5, minFaceSize: 20 };
+/** The crop options of a run: the preparation's share of the Detector's resolved options. */
+export function cropOptions(d: ResolvedDetectorOptions, input: DetectorMetadata['input'], frames: number): CropOptions {
+  const { faces, device, crop, cropScale, cropSize, maxFrames, videoTimeoutMs, maxPixels, maxFrameSide, maxVideoBytes, faceThreshold, minFaceSize, batchSize } = d;
+  return {
+    detector: { faces, device, crop, cropScale, cropSize, maxFrames, videoTimeoutMs, maxPixels, maxFrameSide, maxVideoBytes, faceThreshold, minFaceSize, batchSize },
+    input,
+    frames,
+  };
+}
 
 /** A set of cached crops: rows of `3·size·size` float32 values with their labels. */
 export interface CropSet {
@@ -112,40 +109,41 @@ export async function* prepareCrops(
   await fs.promises.mkdir(dir, { recursive: true });
   const tmp = `${file}.${process.pid}.tmp`;
   const out = await fs.promises.open(tmp, 'w');
-  const faceModel = opts.faces === 'detect' ? await loadFaceDetector() : undefined;
   const labels: number[] = [];
   const itemOf: number[] = [];
   const skipped: { path: string; reason: string }[] = [];
+  let faceModel: Model | undefined;
+  let complete = false;
   try {
+    faceModel = opts.detector.faces === 'detect' ? await loadFaceDetector({ device: opts.detector.device }) : undefined;
+    const ctx: PipelineContext = { faceModel, options: opts.detector, input: opts.input };
     for (let i = 0; i < items.length; i++) {
       if (signal?.aborted) throw new DfdetError('ABORTED', 'aborted', { cause: signal.reason });
       const it = items[i]!;
-      let crops: RgbImage[];
+      let rows: Float32Array[] = [];
       try {
-        crops = await cropsOf(it, opts, faceModel, signal);
+        const prepared = await prepareFaces({ name: it.path, kind: it.kind, path: it.path }, ctx, { frames: { kind: 'uniform', count: opts.frames }, allFaces: false }, signal);
+        rows = trainingRows(prepared, rowLength, faceModel !== undefined);
+        if (rows.length === 0) skipped.push({ path: it.path, reason: 'no face found' });
       } catch (e) {
         if (signal?.aborted) throw e;
         skipped.push({ path: it.path, reason: e instanceof Error ? e.message : String(e) });
-        crops = [];
       }
-      if (crops.length === 0 && !skipped.some((s) => s.path === it.path)) skipped.push({ path: it.path, reason: 'no face found' });
-      if (crops.length > 0) {
-        const m = opts.input;
-        const t = clipTransform(crops, { size: m.size, mean: m.mean, std: m.std, interpolation: m.interpolation });
-        await out.write(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-        for (let k = 0; k < crops.length; k++) {
-          labels.push(it.label!);
-          itemOf.push(i);
-        }
+      for (const row of rows) {
+        await out.write(new Uint8Array(row.buffer, row.byteOffset, row.byteLength));
+        labels.push(it.label!);
+        itemOf.push(i);
       }
       yield { done: i + 1, total: items.length, rows: labels.length };
     }
+    complete = labels.length > 0;
   } finally {
     await out.close();
     await faceModel?.dispose();
+    // Stopped, failed or empty: no half-written cache file stays behind.
+    if (!complete) await fs.promises.rm(tmp, { force: true });
   }
   if (labels.length === 0) {
-    await fs.promises.rm(tmp, { force: true });
     throw new DfdetError('BAD_INPUT', `No face crops could be made from ${items.length} items (first problem: ${skipped[0]?.path}: ${skipped[0]?.reason})`);
   }
   await fs.promises.rename(tmp, file);
@@ -169,20 +167,15 @@ function toSet(idx: CacheIndex, file: string, cached: boolean): CropSet {
   return { file, count: idx.count, rowLength: idx.rowLength, labels: Uint8Array.from(idx.labels), itemOf: Int32Array.from(idx.itemOf), skipped: idx.skipped, cached };
 }
 
-/** The crops of one item: the largest face of an image, the main track of a video, or whole images. */
-async function cropsOf(it: DatasetItem, o: CropOptions, faceModel: Model | undefined, signal?: AbortSignal): Promise<RgbImage[]> {
-  const images =
-    it.kind === 'video'
-      ? (await sampleFrames(it.path, { strategy: { kind: 'uniform', count: o.frames }, signal })).frames.map((f) => f.image)
-      : [await decodeImage(it.path)];
-  if (!faceModel) return images;
-  const found = await detectFaces(faceModel, images, { scoreThreshold: o.faceThreshold, minFaceSize: o.minFaceSize });
-  const crop = (img: RgbImage, f: Face): RgbImage => cropFace(img, f, { mode: o.crop, scale: o.cropScale, size: o.cropSize });
-  if (it.kind === 'video') return mainTrack(found)?.points.map((p) => crop(images[p.frame]!, p.face)) ?? [];
-  const faces = found[0] ?? [];
-  if (faces.length === 0) return [];
-  const largest = faces.reduce((a, b) => (b.box.width * b.box.height > a.box.width * a.box.height ? b : a));
-  return [crop(images[0]!, largest)];
+/** The rows trained on: an image's largest face (its label is the image's), all rows otherwise. */
+function trainingRows(p: PreparedFaces, rowLength: number, detecting: boolean): Float32Array[] {
+  const row = (i: number): Float32Array => p.tensor.data.subarray(i * rowLength, (i + 1) * rowLength);
+  if (p.faces.length === 0) return [];
+  if (p.kind === 'video' || !detecting) return p.faces.map((_, i) => row(i));
+  let best = 0;
+  const area = (i: number): number => p.faces[i]!.face.box.width * p.faces[i]!.face.box.height;
+  for (let i = 1; i < p.faces.length; i++) if (area(i) > area(best)) best = i;
+  return [row(best)];
 }
 
 /** Reads rows of a crop set into one batch tensor's memory (`out` reused when large enough). */

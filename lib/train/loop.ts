@@ -9,17 +9,17 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import type { NativeTrainer } from '../../binding';
-import { readDetectorMetadata } from '../detector-model/metadata';
 import { DfdetError } from '../errors';
 import { scanDataset } from '../eval/dataset';
 import { auroc } from '../eval/metrics';
 import { METADATA_FILE } from '../detector-model/metadata';
-import { Model } from '../model';
 import { wrapNativeError } from '../native';
 import { type CheckpointMeta, type EpochRecord, loadCheckpoint, saveCheckpoint, writeLog } from './checkpoint';
-import { type CropSet, DEFAULT_CROP, prepareCrops, readRows } from './data';
-import { createTrainer, sha256File, trainedMetadata, type TrainingProvenance } from './model';
-import { resolveTrainOptions, type TrainOptions, warmupSteps } from './options';
+import { cropOptions, type CropSet, prepareCrops, readRows } from './data';
+import { resolveDetectorOptions } from '../options/detector';
+import { baseMetadata, createTrainer, sha256File, trainedMetadata, type TrainingProvenance } from './model';
+import { checkDtypeSupported, type ResolvedTrainOptions, resolveTrainOptions, type TrainOptions, warmupSteps } from './options';
+import type { DetectorMetadata } from '../detector-model/metadata';
 import { epochBatches, epochRandom, learningRate, slerpPairs } from './schedule';
 
 export type { TrainOptions } from './options';
@@ -69,15 +69,21 @@ export interface TrainSummary {
  */
 export async function* train(options: TrainOptions): AsyncGenerator<TrainEvent, TrainSummary> {
   const o = resolveTrainOptions(options);
-  if (!fs.existsSync(o.model)) throw new DfdetError('NOT_FOUND', `model file not found: ${o.model}`);
-  // The base's metadata (preprocessing, architecture) and parameter names; then free it.
-  const base = await Model.load(o.model);
-  const metadata = readDetectorMetadata(base.info);
-  const methods = base.info.methods;
-  await base.dispose();
-  if (!methods.includes('pooled') || !methods.includes('head'))
-    throw new DfdetError('UNSUPPORTED', `${o.model} has no pooled/head methods: only dfdet detector files (dfdet convert, pull, model init) can be trained`);
-  const cropOpts = { ...DEFAULT_CROP, faces: o.faces, input: metadata.input, frames: o.frames };
+  checkDtypeSupported(o);
+  // The base's preprocessing and architecture (the trainer checks its pooled/head methods).
+  const metadata = await baseMetadata(o.model);
+  // The trainer first: a file that cannot be trained fails before any data is cropped.
+  const trainer = await createTrainer(o);
+  try {
+    return yield* run(o, metadata, trainer);
+  } finally {
+    await trainer.dispose();
+  }
+}
+
+/** The run of {@link train} once the trainer exists: data, then epochs. */
+async function* run(o: ResolvedTrainOptions, metadata: DetectorMetadata, trainer: NativeTrainer): AsyncGenerator<TrainEvent, TrainSummary> {
+  const cropOpts = cropOptions(resolveDetectorOptions({ faces: o.faces, device: o.device }), metadata.input, o.frames);
 
   const sets: { train?: CropSet; val?: CropSet } = {};
   for (const split of ['train', 'val'] as const) {
@@ -87,7 +93,12 @@ export async function* train(options: TrainOptions): AsyncGenerator<TrainEvent, 
     if (items.length === 0) throw new DfdetError('BAD_INPUT', `Expected labelled images or videos in ${dir} but found none`);
     const crops = prepareCrops(items, cropOpts, o.cacheDir, o.signal);
     let next = await crops.next();
-    for (; !next.done; next = await crops.next()) yield { type: 'crops', split, ...next.value };
+    try {
+      for (; !next.done; next = await crops.next()) yield { type: 'crops', split, ...next.value };
+    } finally {
+      // The consumer stopped during cropping: let the crops generator close its file and face model.
+      if (!next.done) await crops.return(undefined as never);
+    }
     const set = next.value;
     sets[split] = set;
     yield { type: 'data', split, items: items.length, rows: set.count, skipped: set.skipped.length, cached: set.cached };
@@ -104,9 +115,8 @@ export async function* train(options: TrainOptions): AsyncGenerator<TrainEvent, 
     alignment: o.alignment, uniformity: o.uniformity, gradClip: o.gradClip, frames: o.frames,
   };
   const baseSha = await sha256File(o.model);
-  const fingerprint = { baseSha256: baseSha, data: trainSet.file, ...hyperparameters, epochs: undefined, device: undefined };
+  const fingerprint = { baseSha256: baseSha, data: path.basename(trainSet.file, '.f32'), ...hyperparameters, epochs: undefined, device: undefined };
 
-  const trainer = await createTrainer(o);
   const fh = await fs.promises.open(trainSet.file, 'r');
   try {
     let history: EpochRecord[] = [];
@@ -200,7 +210,6 @@ export async function* train(options: TrainOptions): AsyncGenerator<TrainEvent, 
     return { out: o.out, bestEpoch: bestEpoch ?? o.epochs, history, log: o.log, checkpoint: o.checkpoint };
   } finally {
     await fh.close();
-    await trainer.dispose();
   }
 }
 

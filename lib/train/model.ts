@@ -7,7 +7,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import type { NativeTrainer } from '../../binding';
-import { createdBy, type DetectorMetadata } from '../detector-model/metadata';
+import { createdBy, type DetectorMetadata, METADATA_FILE, readDetectorMetadata } from '../detector-model/metadata';
+import { DfdetError, isDfdetError } from '../errors';
+import { ZipReader } from '../formats/torchzip';
 import { wrapNativeError, native } from '../native';
 import type { ResolvedTrainOptions } from './options';
 
@@ -65,4 +67,27 @@ export function trainedMetadata(base: DetectorMetadata, provenance: TrainingProv
     createdBy: createdBy(),
     training: provenance,
   };
+}
+
+/**
+ * The base model's metadata, read from its archive's `extra/dfdet.json` without loading the
+ * weights (a ViT-L/14 is 1.2 GB); the paper's defaults when it has none. Throws NOT_FOUND,
+ * MODEL_LOAD_FAILED (not a TorchScript archive, or invalid metadata).
+ */
+export async function baseMetadata(file: string): Promise<DetectorMetadata> {
+  if (!fs.existsSync(file)) throw new DfdetError('NOT_FOUND', `model file not found: ${file}`);
+  let zip: ZipReader;
+  try {
+    zip = await ZipReader.open(file);
+  } catch (e) {
+    if (isDfdetError(e, 'BAD_FORMAT')) throw new DfdetError('MODEL_LOAD_FAILED', `cannot load model from ${file}: not a TorchScript archive (${e.message})`, { cause: e });
+    throw e;
+  }
+  try {
+    const name = [...zip.entries.keys()].find((n) => n.endsWith(`/extra/${METADATA_FILE}`));
+    const text = name === undefined ? '' : Buffer.from(await zip.read(name)).toString('utf8');
+    return readDetectorMetadata({ extraFiles: text ? { [METADATA_FILE]: text } : {} });
+  } finally {
+    await zip.close();
+  }
 }
