@@ -46,3 +46,4 @@ export { evaluate, writeReport, type Prediction } from './eval/report';
 export { pull, type PullOptions, type PullResult } from './pull';
 export { loadRegistry, getModel, listModels, type RegistryEntry } from './registry';
 export { cacheList, defaultCacheDir } from './cache';
+export { createServer, dfdetPlugin, ServeController, type CreateServerOptions, type DfdetServer, type DfdetPluginOptions, type ServeOptions } from './serve';

@@ -12,6 +12,7 @@ import { registerEval } from './commands/eval';
 import { registerInfo } from './commands/info';
 import { registerModel } from './commands/model';
 import { registerPull } from './commands/pull';
+import { registerServe } from './commands/serve';
 import { errorMessage, EXIT, EXIT_HELP, exitCodeOf } from './options';
 
 function version(): string {
@@ -36,6 +37,7 @@ export function buildProgram(): Command {
   registerDetect(program);
   registerEval(program);
   registerPull(program);
+  registerServe(program);
   registerConvert(program);
   registerModel(program);
   registerInfo(program);
