@@ -87,7 +87,7 @@ export function registerDetectRoute(app: FastifyInstance, c: ServeController): v
     // Answer at the deadline; the cancelled work ends on its own and then frees its slot.
     const results = await abortable(work, signal);
     if (signal.aborted) throw signal.reason;
-    const shown = results.map((r) => publicResult(r, c));
+    const shown = results.map((r, i) => publicResult(r, inputs[i]!.name!, c));
     if (!multipart) {
       const r = shown[0]!;
       if (r.error) throw new HttpError(statusOfResultError(r.error.code), r.error.code, r.error.message);
@@ -124,14 +124,13 @@ function tooLarge(maxBody: number, bytes: number): HttpError {
 
 /** The client's file name without folders or control characters; `fallback` when empty. */
 export function uploadName(filename: string | undefined, fallback: string): string {
-  // eslint-disable-next-line no-control-regex
   const base = (filename ?? '').split(/[/\\]/).pop()!.replace(/[\x00-\x1f\x7f]/g, '').slice(0, 200);
   return base === '' || base === '.' || base === '..' ? fallback : base;
 }
 
-/** A result as clients see it: no server path in the model name or in messages. */
-function publicResult(r: DetectResult, c: ServeController): DetectResult {
-  const out: DetectResult = { ...r, model: { ...r.model, name: c.publicModelName() } };
+/** A result as clients see it: named by the upload, no server path in the model name or in messages. */
+function publicResult(r: DetectResult, source: string, c: ServeController): DetectResult {
+  const out: DetectResult = { ...r, source, model: { ...r.model, name: c.publicModelName() } };
   if (r.error) out.error = { code: r.error.code, message: scrubPaths(r.error.message) };
   return out;
 }

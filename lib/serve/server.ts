@@ -53,9 +53,8 @@ export function createServer(options: CreateServerOptions): DfdetServer {
   const app = fastify({
     logger: options.logger ?? { level: 'info' },
     genReqId: () => crypto.randomUUID(),
-    // Request ids are ours: a client's header would let it forge log lines' ids.
+    // Request ids are ours (logged as reqId): a client's header would let it forge log lines' ids.
     requestIdHeader: false,
-    requestIdLogLabel: 'requestId',
     // Draining answers are the plugin's (JSON, with a dfdet code), not fastify's.
     return503OnClosing: false,
     // A body that trickles in slower than this gets 408 from Node itself.
