@@ -10,9 +10,10 @@ import { type BenchContext, type BenchResult, defaultBenchCacheDir, loadAverage,
 import { benchMedia } from './media';
 import { benchModels } from './models';
 import { benchNative } from './native';
+import { benchServe } from './serve';
 
 /** Benchmark parts, in the order they run. */
-export const PARTS = ['native', 'models', 'media'] as const;
+export const PARTS = ['native', 'models', 'media', 'serve'] as const;
 /** A benchmark part name. */
 export type BenchPart = (typeof PARTS)[number];
 
@@ -80,7 +81,7 @@ export async function runBench(options: RunBenchOptions = {}): Promise<BenchRepo
     partSeconds: {},
     partLoadAverage: {},
   };
-  const run: Record<BenchPart, (c: BenchContext) => Promise<BenchResult[]>> = { native: benchNative, models: benchModels, media: benchMedia };
+  const run: Record<BenchPart, (c: BenchContext) => Promise<BenchResult[]>> = { native: benchNative, models: benchModels, media: benchMedia, serve: benchServe };
   try {
     for (const part of parts) {
       const t0 = now();

@@ -21,7 +21,11 @@ export interface ServeOptions {
   apiKeys?: readonly string[];
   /** Whether /healthz, /readyz, /metrics and /openapi.json need a key too. Default false. */
   authProbes?: boolean;
-  /** Requests running in the detector at once. Default 2. */
+  /**
+   * Requests running in the detector at once. Default 4. Running requests share the model's
+   * batches face by face (round robin), so a small one is not held up by a big one; waiting ones
+   * wait for a slot in arrival order. Each running request may hold one decoded image or video.
+   */
   maxRunning?: number;
   /** Requests admitted beyond those running (uploading or waiting); more get 429. Default 16. */
   maxQueue?: number;
@@ -76,7 +80,7 @@ export class ServeController {
     const maxQueueBytes = int('maxQueueBytes', o.maxQueueBytes, maxBody, Math.max(256 * 2 ** 20, 4 * maxBody));
     this.options = {
       authProbes: Boolean(o.authProbes),
-      maxRunning: int('maxRunning', o.maxRunning, 1, 2),
+      maxRunning: int('maxRunning', o.maxRunning, 1, 4),
       maxQueue: int('maxQueue', o.maxQueue, 0, 16),
       maxQueueBytes,
       maxBody,

@@ -7,15 +7,11 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 
-import sharp from 'sharp';
+import { photoGrid as gridBytes } from '../../lib/bench/serve';
 
-/** A `cols x rows` grid of one photo (each copy `cell` px wide): one face per copy. */
+/** A `cols x rows` grid of one photo (each copy `cell` px wide) written to `file`: one face per copy. */
 export async function photoGrid(photo: string, file: string, cols = 6, rows = 4, cell = 200): Promise<string> {
-  const img = await sharp(photo).resize(cell).toBuffer();
-  const h = (await sharp(img).metadata()).height!;
-  const composite = [];
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) composite.push({ input: img, left: c * cell, top: r * h });
-  await sharp({ create: { width: cols * cell, height: rows * h, channels: 3, background: '#808080' } }).composite(composite).jpeg().toFile(file);
+  fs.writeFileSync(file, await gridBytes(photo, cols, rows, cell));
   return file;
 }
 

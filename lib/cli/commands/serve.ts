@@ -37,7 +37,7 @@ export function registerServe(program: Command): void {
     .option('--port <n>', 'port (0 picks a free one)', intOption('--port', 0, 65535), 8080)
     .option('--api-key-file <file>', 'require Authorization: Bearer <key>; the file holds one key per line (# comments)')
     .option('--auth-probes', 'require the key for /healthz, /readyz, /metrics and /openapi.json too')
-    .option('--max-running <n>', 'requests running in the detector at once', intOption('--max-running', 1, 1024), 2)
+    .option('--max-running <n>', 'requests running in the detector at once (they share model batches face by face)', intOption('--max-running', 1, 1024), 4)
     .option('--max-queue <n>', 'requests admitted beyond those running; more get 429', intOption('--max-queue', 0, 100_000), 16)
     .option('--max-queue-bytes <n>', 'body bytes held by all admitted requests; more get 429 (default max(256 MiB, 4 x --max-body))', intOption('--max-queue-bytes', 1, Number.MAX_SAFE_INTEGER))
     .option('--max-body <bytes>', 'largest request body; larger gets 413', intOption('--max-body', 1, Number.MAX_SAFE_INTEGER), 64 * MiB)
