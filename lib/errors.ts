@@ -34,7 +34,12 @@ export type ErrorCode =
   /** Downloaded or converted bytes do not match the expected sha256. */
   | 'CHECKSUM_MISMATCH'
   /** libtorch raised an error while running a model. */
-  | 'RUNTIME_ERROR';
+  | 'RUNTIME_ERROR'
+  /**
+   * The model ran but gave NaN or infinite outputs (a broken model: NaN or overflowing weights).
+   * Reported on each input it scored, never turned into a score or a label.
+   */
+  | 'MODEL_OUTPUT_INVALID';
 
 /** The error class for everything dfdet reports. */
 export class DfdetError extends Error {

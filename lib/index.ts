@@ -25,7 +25,14 @@ export {
   type TrackResult,
   type ModelIdentity,
   type Box,
+  type AggregateRule,
+  type ResultError,
+  prepareFaces,
+  type PipelineContext,
+  type PreparedFaces,
+  type PreparedFace,
 } from './detector';
+export { DETECTOR_DEFAULTS, DETECTOR_RULES, resolveDetectorOptions, resolveCallOptions, type ResolvedDetectorOptions, type Rule } from './options';
 export type { DetectInput, DescribedInput, MediaSource } from './inputs';
 export { DfdetError, isDfdetError, type ErrorCode } from './errors';
 export { Model, buildModule, setThreads, tensor, type ModelLoadOptions, type ModelDType, type RunOptions } from './model';

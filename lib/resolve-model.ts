@@ -3,6 +3,7 @@
  * the Detector and the CLI so that both accept the same names.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 
 import { modelCacheDir, readManifest } from './cache';
 import { DfdetError, invalidParameter } from './errors';
@@ -11,6 +12,10 @@ import { defaultModel, getModel } from './registry';
 /** A model ready for Model.load, and the name to show for it. */
 export interface ResolvedModel {
   source: string | Uint8Array;
+  /**
+   * The name results show: the registry name, else the file's base name (results may leave the
+   * machine, e.g. from a server: they must not reveal its paths), or `<bytes>`.
+   */
   name: string;
 }
 
@@ -22,7 +27,7 @@ export interface ResolvedModel {
 export async function resolveModel(model: string | Uint8Array | undefined, cacheDir?: string): Promise<ResolvedModel> {
   if (model instanceof Uint8Array) return { source: model, name: '<bytes>' };
   if (model !== undefined && typeof model !== 'string') invalidParameter('model', 'a path, a registry name or a Uint8Array', model);
-  if (model !== undefined && fs.existsSync(model)) return { source: model, name: model };
+  if (model !== undefined && fs.existsSync(model)) return { source: model, name: path.basename(model) };
   let entryName: string;
   try {
     entryName = (model === undefined ? defaultModel() : getModel(model)).name;

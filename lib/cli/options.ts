@@ -4,7 +4,7 @@
  */
 import { type Command, InvalidArgumentError } from 'commander';
 
-import type { DetectorOptions } from '../detector';
+import { DETECTOR_DEFAULTS, DETECTOR_RULES, type DetectorOptions, type Rule } from '../options';
 import { DfdetError, isDfdetError } from '../errors';
 import type { ModelDType } from '../model';
 
@@ -56,6 +56,21 @@ export function choiceOption<T extends string>(name: string, choices: readonly T
   };
 }
 
+/**
+ * A flag parser from a rule of the options schema: the flag's text becomes a number (`numeric`) or
+ * stays a string, then the schema's rule checks it (usage error, exit 2, "--flag must be X.").
+ */
+export function schemaOption<T>(flag: string, rule: Rule<T>, numeric = true): (v: string) => T {
+  return (v: string) => {
+    const x = numeric ? (v.trim() === '' ? Number.NaN : Number(v)) : v;
+    try {
+      return rule.check(x, flag);
+    } catch {
+      throw new InvalidArgumentError(`${flag} must be ${rule.expected}.`);
+    }
+  };
+}
+
 /** Options parsed from the shared detector flags. */
 export interface DetectorFlags {
   model?: string;
@@ -72,28 +87,37 @@ export interface DetectorFlags {
   threads?: number;
   cacheDir?: string;
   maxFrameSide?: number;
+  /** false with --no-warmup. */
+  warmup?: boolean;
 }
 
-/** Adds the detector flags shared by `detect` and `eval`. */
-export function addDetectorOptions(cmd: Command, defaults: { faces: 'detect' | 'none' }): Command {
+/**
+ * Adds the detector flags shared by `detect`, `eval`, `serve`, `worker` and `train`. Defaults and
+ * checks come from the options schema (lib/options); `defaults` overrides schema defaults for
+ * this command (e.g. `faces: 'none'` for a command fed with crops).
+ */
+export function addDetectorOptions(cmd: Command, defaults: Partial<typeof DETECTOR_DEFAULTS> = {}): Command {
+  const d = { ...DETECTOR_DEFAULTS, ...defaults };
+  const r = DETECTOR_RULES;
   return cmd
     .option('-m, --model <file|name>', 'detector model: a file (dfdet convert / model init / pull) or a pulled registry name (default: the registry default, if pulled)')
-    .option('-t, --threshold <p>', 'pFake at or above which an input is fake', numberOption('--threshold', 0, 1), 0.5)
-    .option('--frames <n>', 'videos: frames sampled uniformly (default 32, the paper\'s)', intOption('--frames', 1, 100_000))
-    .option('--fps <rate>', 'videos: sample at this many frames per second instead of --frames', numberOption('--fps', 0.001, 1000))
-    .option('--faces <mode>', "'detect' finds faces; 'none' scores whole images as already-cropped faces", choiceOption('--faces', ['detect', 'none'] as const), defaults.faces)
+    .option('-t, --threshold <p>', 'pFake at or above which an input is fake', schemaOption('--threshold', r.threshold), d.threshold)
+    .option('--frames <n>', `videos: frames sampled uniformly (default ${d.frames}, the paper's)`, schemaOption('--frames', r.frameCount))
+    .option('--fps <rate>', 'videos: sample at this many frames per second instead of --frames', schemaOption('--fps', r.fps))
+    .option('--faces <mode>', "'detect' finds faces; 'none' scores whole images as already-cropped faces", schemaOption('--faces', r.faces, false), d.faces)
     .option('--all-faces', 'videos: score every face track, not only the main subject (score = highest track)')
-    .option('--crop <mode>', "face crop: 'align' (eye-landmark alignment, the paper's) or 'box'", choiceOption('--crop', ['align', 'box'] as const), 'align')
-    .option('--device <device>', "'cpu', 'cuda' or 'cuda:N'", 'cpu')
-    .option('--dtype <dtype>', 'float32, float16 or bfloat16', choiceOption('--dtype', ['float32', 'float16', 'bfloat16'] as const), 'float32')
-    .option('--batch-size <n>', 'largest model batch (faces)', intOption('--batch-size', 1, 1024), 8)
-    .option('--concurrency <n>', 'inputs decoded at once', intOption('--concurrency', 1, 256), 4)
-    .option('--threads <n>', 'libtorch threads (default: number of cores)', intOption('--threads', 1, 1024))
-    .option('--max-frame-side <px>', 'videos: scale larger frames down to this side before detection (bounds memory)', intOption('--max-frame-side', 16, 1_000_000), 1920)
+    .option('--crop <mode>', "face crop: 'align' (eye-landmark alignment, the paper's) or 'box'", schemaOption('--crop', r.crop, false), d.crop)
+    .option('--device <device>', "'cpu', 'cuda' or 'cuda:N'", d.device)
+    .option('--dtype <dtype>', 'float32, float16 or bfloat16', schemaOption('--dtype', r.dtype, false), d.dtype)
+    .option('--batch-size <n>', 'largest model batch (faces)', schemaOption('--batch-size', r.batchSize), d.batchSize)
+    .option('--concurrency <n>', 'inputs decoded at once', schemaOption('--concurrency', r.concurrency), d.concurrency)
+    .option('--threads <n>', 'libtorch threads (default: number of cores)', schemaOption('--threads', r.threads))
+    .option('--max-frame-side <px>', 'videos: scale larger frames down to this side before detection (bounds memory; Infinity: full size)', schemaOption('--max-frame-side', r.maxFrameSide), d.maxFrameSide)
+    .option('--no-warmup', 'skip the warm-up run at start (the first input is then slower)')
     .option('--cache-dir <dir>', 'model cache (default $DFDET_CACHE, else $XDG_CACHE_HOME/dfdet, else ~/.cache/dfdet)');
 }
 
-/** Turns the flags into {@link DetectorOptions}. */
+/** Turns the flags into {@link DetectorOptions} (checked later by `Detector.create`, through the same schema). */
 export function detectorOptions(f: DetectorFlags): DetectorOptions {
   if (f.frames !== undefined && f.fps !== undefined) throw new UsageError('--frames and --fps cannot be used together');
   const o: DetectorOptions = {
@@ -109,6 +133,7 @@ export function detectorOptions(f: DetectorFlags): DetectorOptions {
     threads: f.threads,
     cacheDir: f.cacheDir,
     maxFrameSide: f.maxFrameSide,
+    warmup: f.warmup !== false,
   };
   if (f.fps !== undefined) o.frames = { kind: 'fps', fps: f.fps };
   else if (f.frames !== undefined) o.frames = f.frames;

@@ -1,0 +1,197 @@
+/**
+ * THE pipeline, shared by detect, embed and (for training crops) {@link prepareFaces}:
+ *
+ *   input → decode (sharp / ffmpeg) → faces (BlazeFace in the addon, tracked across frames)
+ *         → crop (DeepfakeBench alignment, x1.3, 256 px) → CLIP transform (224 px, bicubic)
+ *         → dynamic batches → CLIP ViT detector (forward: logits; features: embeddings)
+ */
+import type { Batcher } from '../batcher';
+import type { DetectorMetadata } from '../detector-model/metadata';
+import { DfdetError } from '../errors';
+import { cropFace } from '../faces/align';
+import { detectFaces, type Face } from '../faces/blazeface';
+import { mainTrack, trackFaces, type FaceTrack } from '../faces/track';
+import type { MediaSource } from '../inputs';
+import { decodeImage, type RgbImage } from '../media/image';
+import { clipTransform, type ClipTensor } from '../media/transform';
+import { sampleFrames, type SamplingStrategy } from '../media/video';
+import type { Model } from '../model';
+import type { ResolvedDetectorOptions } from '../options/detector';
+import type { FrameMeta } from './aggregate';
+import type { FaceGeometry } from './types';
+
+/** What the pipeline runs with: the face detector (none with `faces: 'none'`), options, model input. */
+export interface PipelineContext {
+  faceModel: Model | undefined;
+  options: Pick<
+    ResolvedDetectorOptions,
+    'crop' | 'cropScale' | 'cropSize' | 'maxFrames' | 'videoTimeoutMs' | 'maxPixels' | 'maxFrameSide' | 'maxVideoBytes' | 'faceThreshold' | 'minFaceSize' | 'batchSize'
+  >;
+  /** The detector model's input (size, mean, std, interpolation), from its metadata. */
+  input: DetectorMetadata['input'];
+}
+
+/** Per-call settings the preprocessing depends on. */
+export interface PrepareSettings {
+  frames: SamplingStrategy;
+  /** Videos: crop every face track, not only the main one. */
+  allFaces: boolean;
+}
+
+/** One face to score: where it is (in source pixels) and in which decoded frame (0 for images). */
+export interface PreparedFace {
+  face: FaceGeometry;
+  frame: number;
+}
+
+/** The faces of one input, ready for the model. */
+export interface PreparedFaces {
+  kind: 'image' | 'video';
+  faces: PreparedFace[];
+  /**
+   * The CLIP input of every face, `[faces.length, 3, size, size]` float32 NCHW: row i (the
+   * `3 * size * size` values from `i * 3 * size * size`) belongs to `faces[i]`.
+   */
+  tensor: ClipTensor;
+  /** One per decoded frame (images: one). */
+  frames: FrameMeta[];
+  /** Videos with face detection: the face tracks and the main one's id (-1: none). */
+  tracks: FaceTrack[];
+  mainId: number;
+  /** Videos: decoding stopped early; the faces come from the frames decoded. */
+  partial: boolean;
+  timings: { decodeMs: number; facesMs: number; transformMs: number };
+}
+
+/** {@link prepareFaces} followed by the model: one output row per face. */
+export interface PipelineOutput {
+  prepared: PreparedFaces;
+  rows: Float32Array[];
+  timings: { decodeMs: number; facesMs: number; scoreMs: number };
+}
+
+function throwIfAborted(signal?: AbortSignal): void {
+  if (signal?.aborted) throw new DfdetError('ABORTED', 'aborted', { cause: signal.reason });
+}
+
+/** A detection as reported: geometry scaled by `scale` from the decoded frame to the source. */
+function faceGeometry(f: Face, scale: number, track?: number): FaceGeometry {
+  const p = (q: [number, number]): [number, number] => [q[0] * scale, q[1] * scale];
+  const k = f.keypoints;
+  const box = scale === 1 ? f.box : { x: f.box.x * scale, y: f.box.y * scale, width: f.box.width * scale, height: f.box.height * scale };
+  const keypoints =
+    scale === 1 ? k : { rightEye: p(k.rightEye), leftEye: p(k.leftEye), nose: p(k.nose), mouth: p(k.mouth), rightEar: p(k.rightEar), leftEar: p(k.leftEar) };
+  const g: FaceGeometry = { box, score: f.score, keypoints };
+  if (track !== undefined) g.track = track;
+  return g;
+}
+
+/**
+ * Decodes one input, finds its faces (tracks them in videos, keeping the main track unless
+ * `allFaces`), crops them and builds the model's input tensor: everything before the model. The
+ * training data preparation reuses it, so training crops are exactly the crops that are scored.
+ * @throws DfdetError DECODE_FAILED, TIMEOUT, ABORTED, ...
+ */
+export async function prepareFaces(source: MediaSource, ctx: PipelineContext, settings: PrepareSettings, signal?: AbortSignal): Promise<PreparedFaces> {
+  const o = ctx.options;
+  // Not started yet: an aborted call decodes nothing (decodeImage takes no signal).
+  throwIfAborted(signal);
+  const input = source.path ?? source.bytes!;
+  const t0 = performance.now();
+  let images: RgbImage[];
+  let frames: FrameMeta[];
+  let partial = false;
+  let toSource = 1;
+  if (source.kind === 'video') {
+    const v = await sampleFrames(input, {
+      strategy: settings.frames,
+      maxFrames: o.maxFrames,
+      timeoutMs: o.videoTimeoutMs,
+      signal,
+      maxPixels: o.maxPixels,
+      maxFrameSide: o.maxFrameSide,
+      maxTotalBytes: o.maxVideoBytes,
+    });
+    images = v.frames.map((f) => f.image);
+    frames = v.frames.map((f) => ({ index: f.index, timestampSec: f.timestampSec }));
+    partial = v.partial;
+    // Frames may arrive scaled down (maxFrameSide): results report geometry in source pixels.
+    if (images.length > 0 && images[0]!.width < v.probe.width) toSource = v.probe.width / images[0]!.width;
+  } else {
+    images = [await decodeImage(input, { maxPixels: o.maxPixels })];
+    frames = [{ index: 0, timestampSec: 0 }];
+  }
+  throwIfAborted(signal);
+  const t1 = performance.now();
+
+  let tracks: FaceTrack[] = [];
+  let mainId = -1;
+  const crops: RgbImage[] = [];
+  const faces: PreparedFace[] = [];
+  const crop = (image: RgbImage, f: Face, frame: number, track?: number): void => {
+    crops.push(cropFace(image, f, { mode: o.crop, scale: o.cropScale, size: o.cropSize }));
+    faces.push({ face: faceGeometry(f, toSource, track), frame });
+  };
+  if (ctx.faceModel) {
+    const found = await detectFaces(ctx.faceModel, images, { scoreThreshold: o.faceThreshold, minFaceSize: o.minFaceSize, batchSize: o.batchSize });
+    throwIfAborted(signal);
+    if (source.kind === 'video') {
+      tracks = trackFaces(found);
+      mainId = mainTrack(found)?.id ?? -1;
+      for (const t of tracks) if (settings.allFaces || t.id === mainId) for (const p of t.points) crop(images[p.frame]!, p.face, p.frame, t.id);
+    } else {
+      for (const f of found[0] ?? []) crop(images[0]!, f, 0);
+    }
+  } else {
+    images.forEach((img, i) => {
+      crops.push(img);
+      faces.push({ face: { box: { x: 0, y: 0, width: img.width * toSource, height: img.height * toSource }, score: 1 }, frame: i });
+    });
+  }
+  const t2 = performance.now();
+  const m = ctx.input;
+  const tensor = clipTransform(crops, { size: m.size, mean: m.mean, std: m.std, interpolation: m.interpolation });
+  const t3 = performance.now();
+  return { kind: source.kind === 'video' ? 'video' : 'image', faces, tensor, frames, tracks, mainId, partial, timings: { decodeMs: t1 - t0, facesMs: t2 - t1, transformMs: t3 - t2 } };
+}
+
+/**
+ * Model outputs must be finite: NaN or infinite logits (a broken model, overflowing weights) would
+ * otherwise become a silent `pFake: null` or a wrong label.
+ * @throws DfdetError MODEL_OUTPUT_INVALID
+ */
+export function checkModelOutput(rows: readonly Float32Array[], method: string): void {
+  for (const [i, row] of rows.entries()) {
+    for (let j = 0; j < row.length; j++) {
+      const v = row[j]!;
+      if (v - v !== 0) throw new DfdetError('MODEL_OUTPUT_INVALID', `the model's ${method} output is not finite (${v} for face ${i}): the model is broken (NaN or overflowing weights)`);
+    }
+  }
+}
+
+/** Runs the whole pipeline on one input: {@link prepareFaces}, then one batcher item per face. */
+export async function runPipeline(source: MediaSource, ctx: PipelineContext, batcher: Batcher, method: string, settings: PrepareSettings, signal?: AbortSignal): Promise<PipelineOutput> {
+  const prepared = await prepareFaces(source, ctx, settings, signal);
+  const t0 = performance.now();
+  const item = prepared.tensor.data.length / Math.max(1, prepared.faces.length);
+  const rows = await batcher.submitAll(
+    prepared.faces.map((_, i) => prepared.tensor.data.subarray(i * item, (i + 1) * item)),
+    signal,
+  );
+  checkModelOutput(rows, method);
+  const { decodeMs, facesMs, transformMs } = prepared.timings;
+  return { prepared, rows, timings: { decodeMs, facesMs, scoreMs: transformMs + performance.now() - t0 } };
+}
+
+/**
+ * One run of each model, so that the first real input is not the slow one (libtorch allocates and
+ * optimises on its first run): the detector on one blank crop, the face detector on one blank frame.
+ * Returns the milliseconds spent.
+ */
+export async function warmUp(model: Model, faceModel: Model | undefined, input: DetectorMetadata['input']): Promise<number> {
+  const t0 = performance.now();
+  const s = input.size;
+  await model.run('forward', [{ data: new Float32Array(3 * s * s), shape: [1, 3, s, s], dtype: 'float32' }]);
+  if (faceModel) await detectFaces(faceModel, [{ data: new Uint8Array(256 * 256 * 3), width: 256, height: 256 }]);
+  return performance.now() - t0;
+}
