@@ -61,7 +61,7 @@ afterAll(() => {
 describe('dfdet serve (built CLI)', () => {
   itPhotos('scores equal dfdet detect for the same file; logs are JSON lines with request ids; SIGTERM drains the request in flight and exits 0', async () => {
     const grid = await photoGrid(grace!, path.join(tmp, 'grid.jpg'));
-    const s = await serve(['--api-key-file', keyFile, '--warmup', grace!, '--drain-timeout', '60000']);
+    const s = await serve(['--api-key-file', keyFile, '--warmup-input', grace!, '--drain-timeout', '60000']);
     const auth = { authorization: `Bearer ${KEY}` };
     try {
       expect(new URL(s.url).hostname).toBe('127.0.0.1');

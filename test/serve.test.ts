@@ -127,6 +127,18 @@ describe('dfdet serve: results over HTTP', () => {
     expect(a.text).not.toContain(os.tmpdir() + path.sep);
   });
 
+  it('passes per-request options (threshold, frames, allFaces) to the detector call', async ({ skip }) => {
+    if (!clip) skip();
+    const a = await postFile(`${url}/v1/detect?threshold=0.25&frames=4&allFaces=true`, clip!, 'video/mp4');
+    expect(a.status, a.text).toBe(200);
+    const direct = await detector.detect(clip!, { threshold: 0.25, frames: 4, allFaces: true });
+    expect(a.body).toMatchObject({ threshold: 0.25, aggregate: 'max-track-mean', label: direct.label });
+    expect(a.body.frames as unknown[]).toHaveLength(4);
+    expect(a.body.pFake as number).toBeCloseTo(direct.pFake!, 6);
+    const b = await postFile(`${url}/v1/detect?threshold=1`, blank, 'image/png');
+    expect(b.body.threshold).toBe(1);
+  });
+
   it('answers every bad input with a 4xx JSON error carrying the dfdet code, never a 500', async () => {
     const d = `${url}/v1/detect`;
     expectError(await call(d, { method: 'POST', body: 'hello', headers: { 'content-type': 'text/plain' } }), 415, 'UNSUPPORTED');

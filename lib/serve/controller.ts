@@ -116,8 +116,8 @@ export class ServeController {
   }
 
   /**
-   * Runs one input through the detector (the face detector's and, when the input has a face, the
-   * detector model's first forward), then reports ready.
+   * Runs one input through the whole pipeline (Detector.create has already run both models once
+   * unless created with `warmup: false`), then reports ready.
    * @throws DfdetError when the warm-up input fails (a broken model must not report ready).
    */
   async warmup(): Promise<void> {

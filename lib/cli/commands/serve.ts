@@ -21,7 +21,7 @@ interface ServeFlags extends DetectorFlags {
   maxFiles: number;
   requestTimeout: number;
   drainTimeout: number;
-  warmup?: string;
+  warmupInput?: string;
   corsOrigin?: string[];
   logLevel: string;
 }
@@ -44,7 +44,7 @@ export function registerServe(program: Command): void {
     .option('--max-files <n>', 'most files in one multipart request', intOption('--max-files', 1, 1024), 16)
     .option('--request-timeout <ms>', 'a detect request over this gets 504 and its work is cancelled', intOption('--request-timeout', 1, 86_400_000), 60_000)
     .option('--drain-timeout <ms>', 'on SIGTERM/SIGINT, how long requests in flight may finish', intOption('--drain-timeout', 0, 86_400_000), 30_000)
-    .option('--warmup <file>', 'image scored before the service reports ready (one with a face warms up the detector model too; default: a blank image)')
+    .option('--warmup-input <file>', 'an image scored through the whole pipeline before the service reports ready (default: a blank image)')
     .option('--cors-origin <origin...>', 'allow these origins (CORS is off without it)')
     .option('--log-level <level>', 'pino log level (fatal, error, warn, info, debug, trace, silent)', 'info');
   addDetectorOptions(cmd, { faces: 'detect' });
@@ -80,7 +80,7 @@ async function runServe(flags: ServeFlags): Promise<number> {
     maxFiles: flags.maxFiles,
     requestTimeoutMs: flags.requestTimeout,
     corsOrigins: flags.corsOrigin,
-    warmup: flags.warmup,
+    warmup: flags.warmupInput,
     modelInfo: { device: options.device, dtype: options.dtype },
     modelLoadSeconds,
     logger: { level: flags.logLevel },
