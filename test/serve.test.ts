@@ -8,12 +8,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
+import fastify from 'fastify';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { Detector, type DetectResult } from '../lib/detector';
 import { initModel } from '../lib/detector-model/init';
 import { readApiKeyFile } from '../lib/serve/auth';
+import { dfdetPlugin } from '../lib/serve/plugin';
 import { createServer, type DfdetServer } from '../lib/serve/server';
 import { debianPhoto } from './helpers/cli';
 import { call, metric, noise, openUpload, photoGrid, photoVideo, postFile, postFiles, until } from './helpers/serve';
@@ -344,5 +346,23 @@ describe('dfdet serve: admission, overload, timeouts', () => {
     await server.close(1000);
     await expect(fetch(`${url}/healthz`)).rejects.toThrow();
     expect(detector.disposed).toBe(false);
+  });
+
+  it('embeds as a fastify plugin under a prefix, next to the app\'s own routes', async () => {
+    const app = fastify({ logger: false });
+    app.get('/mine', async () => ({ mine: true }));
+    await app.register(dfdetPlugin, { detector, prefix: '/dfdet', apiKeys: ['embedded-key-0123456789'] });
+    const url = await app.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      expect((await call(`${url}/mine`)).body).toEqual({ mine: true });
+      expect((await call(`${url}/dfdet/readyz`)).status).toBe(200);
+      expectError(await postFile(`${url}/dfdet/v1/detect`, blank, 'image/png'), 401, 'UNAUTHORIZED');
+      const a = await postFile(`${url}/dfdet/v1/detect`, blank, 'image/png', { authorization: 'Bearer embedded-key-0123456789' });
+      expect(a.status, a.text).toBe(200);
+      expect(a.body).toMatchObject({ noFace: true, source: a.headers.get('x-request-id') });
+      expect(Object.keys((await call(`${url}/dfdet/openapi.json`)).body.paths as object)).toContain('/dfdet/v1/detect');
+    } finally {
+      await app.close();
+    }
   });
 });
