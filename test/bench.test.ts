@@ -38,7 +38,7 @@ describe('npm run bench --quick', () => {
     const report = JSON.parse(fs.readFileSync(json, 'utf8')) as BenchReport;
     expect(report.quick).toBe(true);
     expect(report.errors).toEqual([]);
-    expect(report.parts).toEqual(['native', 'models', 'media']);
+    expect(report.parts).toEqual(['native', 'models', 'media', 'serve']);
     for (const part of report.parts) {
       const rows = report.results.filter((x) => x.part === part);
       expect(rows.length, part).toBeGreaterThan(0);
@@ -56,6 +56,8 @@ describe('npm run bench --quick', () => {
     expect(names.some((n) => n.startsWith('detectFaces 640x480 1 thr b=8'))).toBe(true);
     expect(names.some((n) => n.startsWith('sampleFrames 32'))).toBe(true);
     expect(names.some((n) => n.startsWith('cropFace align 256 + clipTransform 224'))).toBe(true);
+    expect(names.some((n) => n.startsWith('HTTP POST /v1/detect'))).toBe(true);
+    expect(names).toContain('1-face request p99 while two 24-face clients run');
 
     if (withPython) {
       // Each PyTorch comparison has its reference and ratio, and both engines computed the same outputs.
@@ -74,6 +76,6 @@ describe('npm run bench --quick', () => {
   it('rejects an unknown --only part with a message', () => {
     const r = bench(['--only', 'native,bogus'], 60_000);
     expect(r.status).not.toBe(0);
-    expect(r.stderr).toContain('Expected a comma-separated list of native, models, media for --only but received "native,bogus"');
+    expect(r.stderr).toContain('Expected a comma-separated list of native, models, media, serve for --only but received "native,bogus"');
   });
 });
