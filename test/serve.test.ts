@@ -147,6 +147,9 @@ describe('dfdet serve: results over HTTP', () => {
     expectError(await call(d, { method: 'POST', body: '{"url":"http://169.254.169.254/"}', headers: { 'content-type': 'application/json' } }), 415, 'UNSUPPORTED');
     expectError(await call(d, { method: 'POST', body: noise(5 * 2 ** 20), headers: { 'content-type': 'image/jpeg' } }), 413, 'BAD_INPUT');
     expectError(await call(d, { method: 'POST', body: noise(4000), headers: { 'content-type': 'image/jpeg' } }), 422, 'DECODE_FAILED');
+    expectError(await call(d, { method: 'POST', body: noise(4000) }), 415, 'UNSUPPORTED');
+    expect((await call(d, { method: 'POST', body: fs.readFileSync(blank), headers: { 'content-type': 'Image/PNG; charset=binary' } })).status).toBe(200);
+    expect((await call(d, { method: 'POST', body: fs.readFileSync(blank), headers: { 'content-type': 'application/octet-stream' } })).status).toBe(200);
     if (astronaut) expectError(await call(d, { method: 'POST', body: fs.readFileSync(astronaut).subarray(0, 4000), headers: { 'content-type': 'image/png' } }), 422, 'DECODE_FAILED');
     expectError(await call(d, { method: 'POST', body: Buffer.alloc(0), headers: { 'content-type': 'image/png' } }), 400, 'BAD_INPUT');
     const bad = '--XYZ\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\nabc';
@@ -199,7 +202,7 @@ describe('dfdet serve: results over HTTP', () => {
     expect(a.headers.get('content-type')).toMatch(/text\/plain/);
     const t = a.text;
     expect(metric(t, 'dfdet_http_requests_total', 'route="/v1/detect",method="POST",status="200"')).toBeGreaterThanOrEqual(1);
-    expect(metric(t, 'dfdet_http_requests_total', 'route="/v1/detect",method="POST",status="415"')).toBe(2);
+    expect(metric(t, 'dfdet_http_requests_total', 'route="/v1/detect",method="POST",status="415"')).toBe(3);
     expect(metric(t, 'dfdet_http_request_duration_seconds_count', 'route="/v1/detect",method="POST"')).toBeGreaterThan(1);
     expect(metric(t, 'dfdet_queue_depth')).toBe(0);
     expect(metric(t, 'dfdet_requests_in_flight')).toBe(0);

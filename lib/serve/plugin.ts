@@ -43,7 +43,8 @@ export const dfdetPlugin: FastifyPluginAsync<DfdetPluginOptions> = async (app, o
 
   // Only the body types POST /v1/detect takes; anything else is 415.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser(/^(?:image\/[\w.+-]+|video\/[\w.+-]+|application\/octet-stream)$/i, { parseAs: 'buffer', bodyLimit: c.options.maxBody }, (_req, body, done) => done(null, body));
+  // fastify tests the header with its parameters (image/png; charset=binary).
+  app.addContentTypeParser(/^(?:image\/[\w.+-]+|video\/[\w.+-]+|application\/octet-stream)\s*(?:;|$)/i, { parseAs: 'buffer', bodyLimit: c.options.maxBody }, (_req, body, done) => done(null, body));
   await app.register(multipart, { throwFileSizeLimit: true, limits: { fileSize: c.options.maxBody, files: c.options.maxFiles } });
 
   app.addHook('onRequest', async (req, reply) => {
