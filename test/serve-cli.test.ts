@@ -96,14 +96,16 @@ describe('dfdet serve (built CLI)', () => {
     }
   }, 180_000);
 
-  it('refuses to start with an empty key file (exit 2), and a draining server exits 0 at once when idle', async () => {
+  it('refuses to start with an empty key file (exit 2); --max-pixels bounds decoding; a draining server exits 0 at once when idle', async () => {
     const empty = path.join(tmp, 'empty-keys.txt');
     fs.writeFileSync(empty, '\n');
     const r = await dfdet(['serve', '--port', '0', '--model', model, '--api-key-file', empty]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/BAD_INPUT.*API key file/);
-    const s = await serve(['--log-level', 'silent']);
+    const s = await serve(['--log-level', 'silent', '--max-pixels', '10000']);
     expect((await call(`${s.url}/readyz`)).status).toBe(200);
+    // --max-pixels reaches the detector: a 512x600 photo is too large to decode here.
+    if (grace) expect((await postFile(`${s.url}/v1/detect`, grace)).body).toMatchObject({ error: { code: 'DECODE_FAILED', message: expect.stringMatching(/pixel/i) } });
     s.child.kill('SIGINT');
     expect(await s.exited).toEqual({ code: 0, signal: null });
     expect(s.stdout()).toBe('');

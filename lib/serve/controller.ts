@@ -146,7 +146,7 @@ export class ServeController {
   }
 }
 
-/** A small grey PNG: enough to run the face detector once. */
+/** A small grey PNG (64x64: under any sensible --max-pixels): enough to run the pipeline once. */
 function blankImage(): Promise<Buffer> {
-  return sharp({ create: { width: 128, height: 128, channels: 3, background: { r: 128, g: 128, b: 128 } } }).png().toBuffer();
+  return sharp({ create: { width: 64, height: 64, channels: 3, background: { r: 128, g: 128, b: 128 } } }).png().toBuffer();
 }

@@ -7,7 +7,8 @@ import type { Command } from 'commander';
 import { Detector } from '../../detector';
 import { readApiKeyFile } from '../../serve/auth';
 import { createServer } from '../../serve/server';
-import { addDetectorOptions, type DetectorFlags, detectorOptions, intOption, randomWeightsWarning } from '../options';
+import { DETECTOR_RULES } from '../../options';
+import { addDetectorOptions, type DetectorFlags, detectorOptions, intOption, randomWeightsWarning, schemaOption } from '../options';
 
 interface ServeFlags extends DetectorFlags {
   host: string;
@@ -24,6 +25,8 @@ interface ServeFlags extends DetectorFlags {
   warmupInput?: string;
   corsOrigin?: string[];
   logLevel: string;
+  maxPixels?: number;
+  maxVideoBytes?: number;
 }
 
 const MiB = 2 ** 20;
@@ -46,6 +49,8 @@ export function registerServe(program: Command): void {
     .option('--drain-timeout <ms>', 'on SIGTERM/SIGINT, how long requests in flight may finish', intOption('--drain-timeout', 0, 86_400_000), 30_000)
     .option('--warmup-input <file>', 'an image scored through the whole pipeline before the service reports ready (default: a blank image)')
     .option('--cors-origin <origin...>', 'allow these origins (CORS is off without it)')
+    .option('--max-pixels <n>', 'largest decoded image in pixels (decoded memory: 3 bytes a pixel per input running); larger gets 422', schemaOption('--max-pixels', DETECTOR_RULES.maxPixels))
+    .option('--max-video-bytes <n>', 'most bytes of decoded frames held per video (then it is scored on the frames decoded)', schemaOption('--max-video-bytes', DETECTOR_RULES.maxVideoBytes))
     .option('--log-level <level>', 'pino log level (fatal, error, warn, info, debug, trace, silent)', 'info');
   addDetectorOptions(cmd, { faces: 'detect' });
   cmd.addHelpText(
@@ -63,7 +68,7 @@ Logs are JSON lines (pino) on stdout, each with its requestId. Examples:
 
 async function runServe(flags: ServeFlags): Promise<number> {
   const apiKeys = flags.apiKeyFile ? readApiKeyFile(flags.apiKeyFile) : undefined;
-  const options = detectorOptions(flags);
+  const options = { ...detectorOptions(flags), maxPixels: flags.maxPixels, maxVideoBytes: flags.maxVideoBytes };
   const t0 = performance.now();
   const detector = await Detector.create(options);
   const modelLoadSeconds = (performance.now() - t0) / 1000;
