@@ -343,6 +343,20 @@ describe('dfdet serve: admission, overload, timeouts', () => {
     expect(metric(m, 'dfdet_inputs_total', 'outcome="ABORTED"')).toBe(1);
   }, 60_000);
 
+  itPhotos('close(deadline): a request still running at the deadline gets 503 and its work is cancelled', async () => {
+    const { url, server } = await start();
+    const body = fs.readFileSync(grid);
+    const before = detector.stats;
+    const slow = postFiles(`${url}/v1/detect`, [0, 1, 2, 3].map((i) => ({ name: `g${i}.jpg`, data: body, type: 'image/jpeg' })));
+    await until(() => server.controller.admission.running === 1, 'the request to run');
+    await server.close(1);
+    const a = await slow;
+    expectError(a, 503, 'UNAVAILABLE');
+    await until(() => server.controller.admission.running === 0, 'the cancelled work to end');
+    // Not all 4 x 24 faces were scored.
+    expect(detector.stats.items - before.items).toBeLessThan(96);
+  }, 60_000);
+
   it('close() drains: 503 for new work, then the detector may be disposed by its owner', async () => {
     const { url, server } = await start();
     expect((await postFile(`${url}/v1/detect`, blank, 'image/png')).status).toBe(200);
