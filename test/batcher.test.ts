@@ -125,7 +125,8 @@ describe('Batcher', () => {
     const b = new Batcher(model, 'forward', ITEM, { maxBatch: 1, maxWaitMs: 0 });
     const callers = [5, 2, 3].map((n, c) => b.submitAll(Array.from({ length: n }, () => item(c))).then(() => order.push(c)));
     await Promise.all(callers);
-    // Caller 1 (2 items) is done after 4 batches (turns 0,1,2,0,1), caller 2 after 6, caller 0 last.
+    // Turns go 0,1,2,0,1,2,...: caller 1 (2 items) ends first, then caller 2 (3), caller 0 (5) last;
+    // FIFO would finish caller 0 first.
     expect(order).toEqual([1, 2, 0]);
     expect(b.stats.batches).toBe(10);
     await b.close();
