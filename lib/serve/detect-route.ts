@@ -35,14 +35,8 @@ export function registerDetectRoute(app: FastifyInstance, c: ServeController): v
     const declared = Number(req.headers['content-length']);
     const known = req.headers['content-length'] !== undefined && Number.isSafeInteger(declared) && declared >= 0;
     if (known && declared > maxBody) throw tooLarge(maxBody, declared);
-    let ticket: Ticket;
-    try {
-      // A body of unknown length (chunked) may bring up to maxBody bytes: reserve that much.
-      ticket = c.admission.enter(known ? declared : maxBody);
-    } catch (e) {
-      c.metrics.refused(/bytes/.test((e as Error).message) ? 'bytes' : 'queue');
-      throw e;
-    }
+    // A body of unknown length (chunked) may bring up to maxBody bytes: reserve that much.
+    const ticket = c.admission.enter(known ? declared : maxBody);
     const controller = new AbortController();
     const state: RequestState = { ticket, controller };
     states.set(req, state);

@@ -49,8 +49,14 @@ export class ServeMetrics {
     const modelSeconds = new Counter({ name: `${p}model_seconds_total`, help: 'Seconds spent inside the detector model', registers });
     const rate = this.#rate;
     const facesPerSecond = new Gauge({ name: `${p}faces_per_second`, help: 'Faces scored per second over the last minute', registers });
-    // One refresh per scrape, before the registry renders (collect of the first detector metric).
+    const refused = this.#refused;
+    const seenRefused = { queue: 0, bytes: 0 };
+    // One refresh per scrape, before the registry renders.
     const refresh = (): void => {
+      for (const reason of ['queue', 'bytes'] as const) {
+        refused.inc({ reason }, admission.refused[reason] - seenRefused[reason]);
+        seenRefused[reason] = admission.refused[reason];
+      }
       const s = detector.stats;
       for (const [size, count] of Object.entries(s.sizes)) {
         const k = Number(size);
@@ -76,8 +82,8 @@ export class ServeMetrics {
     this.#latency.observe({ route, method }, seconds);
   }
 
-  /** Counts a refusal at admission. */
-  refused(reason: 'queue' | 'bytes' | 'not_ready' | 'draining'): void {
+  /** Counts a 503 refusal (429 refusals are counted by the Admission and read at each scrape). */
+  refused(reason: 'not_ready' | 'draining'): void {
     this.#refused.inc({ reason });
   }
 
