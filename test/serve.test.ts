@@ -176,6 +176,25 @@ describe('dfdet serve: results over HTTP', () => {
     expect((await postFile(d, blank, 'image/png')).status).toBe(200);
   });
 
+  it('random bodies, content types and broken multipart never get a 5xx', async () => {
+    const types = ['image/jpeg', 'image/png', 'video/mp4', 'application/octet-stream', 'multipart/form-data; boundary=b', 'multipart/form-data; boundary=', 'text/html', 'image/', 'video/x;;', 'application/x-www-form-urlencoded'];
+    let seed = 7;
+    const rnd = (n: number): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
+    const png = fs.readFileSync(blank);
+    for (let i = 0; i < 40; i++) {
+      const type = types[rnd(types.length)]!;
+      const kind = rnd(4);
+      const body =
+        kind === 0 ? noise(1 + rnd(20_000), i)
+        : kind === 1 ? png.subarray(0, rnd(png.length))
+        : kind === 2 ? Buffer.from(`--b\r\nContent-Disposition: form-data; name="file"; filename="${'x'.repeat(rnd(300))}"\r\n\r\n`).subarray(0, 20 + rnd(300))
+        : Buffer.concat([Buffer.from('--b\r\nContent-Disposition: form-data; name="f"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n'), png.subarray(0, rnd(png.length)), Buffer.from(rnd(2) ? '\r\n--b--\r\n' : '')]);
+      const a = await call(`${url}/v1/detect`, { method: 'POST', body, headers: { 'content-type': type } });
+      expect(a.status < 500, `${type} kind ${kind}: ${a.status} ${a.text}`).toBe(true);
+      if (a.status >= 400) expect(a.body).toMatchObject({ error: { code: expect.any(String) } });
+    }
+  });
+
   it('describes the model without a server path', async () => {
     const a = await call(`${url}/v1/models`);
     expect(a.status).toBe(200);
