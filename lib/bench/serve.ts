@@ -21,7 +21,7 @@ import { findPhoto } from './media';
 export interface ServeBenchOptions {
   /** Detector size (default 'vit-b-16'; quick: 'tiny'). */
   arch?: 'tiny' | 'vit-b-16' | 'vit-l-14';
-  /** Seconds of each load phase (default 10; quick: 2). */
+  /** Seconds of each load phase (default 10; quick: 1.5). */
   seconds?: number;
   /** Concurrent clients of the throughput phase (default 4). */
   clients?: number;
@@ -76,7 +76,7 @@ export async function benchServe(ctx: BenchContext, opts: ServeBenchOptions = {}
   const photo = findPhoto();
   if (!photo) throw new Error('serve: no photo with a face (install python-matplotlib-data or set DFDET_BENCH_PHOTO)');
   const arch = opts.arch ?? (ctx.quick ? 'tiny' : 'vit-b-16');
-  const seconds = opts.seconds ?? (ctx.quick ? 2 : 10);
+  const seconds = opts.seconds ?? (ctx.quick ? 1.5 : 10);
   const clients = opts.clients ?? 4;
   const model = await cachedDetector(ctx, arch);
   const one = await sharp(photo).resize(400).jpeg().toBuffer();
