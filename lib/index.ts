@@ -36,7 +36,7 @@ export { DETECTOR_DEFAULTS, DETECTOR_RULES, resolveDetectorOptions, resolveCallO
 export type { DetectInput, DescribedInput, MediaSource } from './inputs';
 export { DfdetError, isDfdetError, type ErrorCode } from './errors';
 export { Model, buildModule, setThreads, tensor, type ModelLoadOptions, type ModelDType, type RunOptions } from './model';
-export { Batcher, type BatcherOptions, type BatchStats } from './batcher';
+export { Batcher, type BatcherOptions, type BatchEvent, type BatchStats } from './batcher';
 export { native } from './native';
 export { decodeImage, type RgbImage, type DecodeImageOptions } from './media/image';
 export { sampleFrames, probeVideo, type SamplingStrategy, type VideoProbe, type VideoFrame } from './media/video';
