@@ -3,6 +3,9 @@
  * batches. Items wait at most `maxWaitMs` for company; a batch leaves as soon as it holds
  * `maxBatch` items. One batch runs at a time per batcher (the model queues anyway), and the next
  * batch fills while the current one runs, so a busy service always sends full batches.
+ *
+ * Fairness: each submitAll() call is a group, and batches take items round robin across groups,
+ * so a 1-face request rides in the next batch instead of waiting behind all 24 faces of a big one.
  */
 import { DfdetError, invalidParameter } from './errors';
 import { expectTensor, type Model } from './model';
@@ -13,6 +16,20 @@ export interface BatcherOptions {
   maxBatch?: number;
   /** Longest an item waits for a fuller batch, in ms: a number from 0 to 2147483647 (setTimeout's limit). Default 5. */
   maxWaitMs?: number;
+  /**
+   * Called when a batch starts (`phase: 'start'`, `ms` 0) and when it ends (`'end'`, `ms` spent in
+   * the model): for metrics and for tests that act at a batch boundary. Must not throw.
+   */
+  onBatch?: (event: BatchEvent) => void;
+}
+
+/** A batch boundary reported to {@link BatcherOptions.onBatch}. */
+export interface BatchEvent {
+  phase: 'start' | 'end';
+  /** Items in the batch. */
+  size: number;
+  /** Milliseconds inside the model (0 at 'start'). */
+  ms: number;
 }
 
 /** What the batcher observed: sizes of the batches it ran (for tests, metrics and tuning). */
@@ -34,6 +51,11 @@ interface Pending {
   reject: (e: unknown) => void;
 }
 
+/** The items of one submitAll() call still waiting, in order. */
+interface Group {
+  items: Pending[];
+}
+
 /**
  * Batches `[C,H,W]` float32 items into `[B,C,H,W]` runs of one model method and hands each caller
  * its output row (a view into the batch output, which owns the tensor memory).
@@ -45,7 +67,10 @@ export class Batcher {
   readonly #itemSize: number;
   readonly #maxBatch: number;
   readonly #maxWaitMs: number;
-  #queue: Pending[] = [];
+  /** Groups with waiting items, in round-robin order (the next batch starts with the first). */
+  #groups: Group[] = [];
+  #queued = 0;
+  readonly #onBatch: ((event: BatchEvent) => void) | undefined;
   #timer: NodeJS.Timeout | undefined;
   #running = false;
   #closed = false;
@@ -71,6 +96,8 @@ export class Batcher {
     this.#itemSize = itemShape.reduce((a, b) => a * b, 1);
     this.#maxBatch = maxBatch;
     this.#maxWaitMs = maxWaitMs;
+    if (options.onBatch !== undefined && typeof options.onBatch !== 'function') invalidParameter('onBatch', 'a function', options.onBatch);
+    this.#onBatch = options.onBatch;
   }
 
   /** Queues one item; resolves with its output row. */
@@ -94,20 +121,18 @@ export class Batcher {
     }
     if (signal?.aborted) return Promise.reject(new DfdetError('ABORTED', 'aborted', { cause: signal.reason }));
     if (inputs.length === 0) return Promise.resolve([]);
-    const mine: Pending[] = [];
-    const all = Promise.all(inputs.map((input) => new Promise<Float32Array>((resolve, reject) => mine.push({ input, resolve, reject }))));
-    for (const p of mine) this.#queue.push(p);
+    const group: Group = { items: [] };
+    const all = Promise.all(inputs.map((input) => new Promise<Float32Array>((resolve, reject) => group.items.push({ input, resolve, reject }))));
+    this.#groups.push(group);
+    this.#queued += group.items.length;
     if (signal) {
       const onAbort = (): void => {
         // Items already in a running batch finish; those still queued leave the queue now.
         const err = new DfdetError('ABORTED', 'aborted', { cause: signal.reason });
-        for (const p of mine) {
-          const i = this.#queue.indexOf(p);
-          if (i >= 0) {
-            this.#queue.splice(i, 1);
-            p.reject(err);
-          }
-        }
+        const i = this.#groups.indexOf(group);
+        if (i >= 0) this.#groups.splice(i, 1);
+        this.#queued -= group.items.length;
+        for (const p of group.items.splice(0)) p.reject(err);
       };
       signal.addEventListener('abort', onAbort, { once: true });
       const off = (): void => signal.removeEventListener('abort', onAbort);
@@ -119,14 +144,32 @@ export class Batcher {
 
   /** Items waiting (not yet in a running batch). */
   get queued(): number {
-    return this.#queue.length;
+    return this.#queued;
+  }
+
+  /** Resolves once no batch runs and no item waits (at once when idle already). */
+  whenIdle(): Promise<void> {
+    if (!this.#running && this.#queued === 0) return Promise.resolve();
+    return new Promise<void>((r) => this.#idle.push(r));
+  }
+
+  /** Up to `n` waiting items, one per group in turn; a group with items left goes to the back. */
+  #take(n: number): Pending[] {
+    const batch: Pending[] = [];
+    while (batch.length < n && this.#groups.length > 0) {
+      const g = this.#groups.shift()!;
+      batch.push(g.items.shift()!);
+      if (g.items.length > 0) this.#groups.push(g);
+    }
+    this.#queued -= batch.length;
+    return batch;
   }
 
   #schedule(): void {
     if (this.#running) return; // the running batch's completion schedules the next one
-    if (this.#queue.length >= this.#maxBatch) {
+    if (this.#queued >= this.#maxBatch) {
       this.#flush();
-    } else if (this.#queue.length > 0 && !this.#timer) {
+    } else if (this.#queued > 0 && !this.#timer) {
       this.#timer = setTimeout(() => this.#flush(), this.#maxWaitMs);
     }
   }
@@ -134,12 +177,13 @@ export class Batcher {
   #flush(): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
-    if (this.#running || this.#queue.length === 0) return;
-    const batch = this.#queue.splice(0, this.#maxBatch);
+    if (this.#running || this.#queued === 0) return;
+    const batch = this.#take(this.#maxBatch);
     this.#running = true;
+    this.#onBatch?.({ phase: 'start', size: batch.length, ms: 0 });
     void this.#run(batch).finally(() => {
       this.#running = false;
-      if (this.#queue.length > 0) this.#schedule();
+      if (this.#queued > 0) this.#schedule();
       else for (const f of this.#idle.splice(0)) f();
     });
   }
@@ -162,7 +206,9 @@ export class Batcher {
       this.stats.batches++;
       this.stats.items += n;
       this.stats.sizes[n] = (this.stats.sizes[n] ?? 0) + 1;
-      this.stats.modelMs += performance.now() - t0;
+      const ms = performance.now() - t0;
+      this.stats.modelMs += ms;
+      this.#onBatch?.({ phase: 'end', size: n, ms });
     }
   }
 
@@ -171,7 +217,9 @@ export class Batcher {
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
-    for (const p of this.#queue.splice(0)) p.reject(new DfdetError('DISPOSED', 'the detector was disposed'));
+    const err = new DfdetError('DISPOSED', 'the detector was disposed');
+    for (const g of this.#groups.splice(0)) for (const p of g.items.splice(0)) p.reject(err);
+    this.#queued = 0;
     if (this.#running) await new Promise<void>((r) => this.#idle.push(r));
   }
 }

@@ -36,7 +36,7 @@ export { DETECTOR_DEFAULTS, DETECTOR_RULES, resolveDetectorOptions, resolveCallO
 export type { DetectInput, DescribedInput, MediaSource } from './inputs';
 export { DfdetError, isDfdetError, type ErrorCode } from './errors';
 export { Model, buildModule, setThreads, tensor, type ModelLoadOptions, type ModelDType, type RunOptions } from './model';
-export { Batcher, type BatcherOptions, type BatchStats } from './batcher';
+export { Batcher, type BatcherOptions, type BatchEvent, type BatchStats } from './batcher';
 export { decodeImage, type RgbImage, type DecodeImageOptions } from './media/image';
 export { sampleFrames, probeVideo, type SamplingStrategy, type VideoProbe, type VideoFrame } from './media/video';
 export { clipTransform } from './media/transform';
@@ -54,3 +54,4 @@ export { train, type TrainOptions, type TrainEvent, type TrainSummary, type Epoc
 export { pull, type PullOptions, type PullResult } from './pull';
 export { loadRegistry, getModel, listModels, type RegistryEntry } from './registry';
 export { cacheList, defaultCacheDir } from './cache';
+export { createServer, dfdetPlugin, ServeController, type CreateServerOptions, type DfdetServer, type DfdetPluginOptions, type ServeOptions } from './serve';

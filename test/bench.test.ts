@@ -2,7 +2,7 @@
  * The benchmarks run end to end (`--quick`, all parts) and write a complete JSON report. No
  * timing is asserted: benchmarks report numbers, they do not judge them.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -22,15 +22,28 @@ beforeAll(() => {
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-function bench(args: string[], timeout = 240_000) {
-  return spawnSync(VITE_NODE, [MAIN, ...args], { cwd: ROOT, encoding: 'utf8', timeout, maxBuffer: 1 << 26 });
+/** Runs the bench CLI without blocking this worker (a long spawnSync starves vitest's RPC). */
+function bench(args: string[], timeout = 240_000): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(VITE_NODE, [MAIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeout);
+    child.on('error', reject);
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
+  });
 }
 
 describe('npm run bench --quick', () => {
-  it('runs every part and writes every number to --json', () => {
+  it('runs every part and writes every number to --json', async () => {
     const withPython = !skipWithoutPython('torch', 'numpy');
     const json = path.join(dir, 'report.json');
-    const r = bench(['--quick', '--json', json, '--cache-dir', path.join(dir, 'cache')]);
+    const r = await bench(['--quick', '--json', json, '--cache-dir', path.join(dir, 'cache')]);
     expect(r.status, r.stderr).toBe(0);
     // The table: a header and one row per result.
     expect(r.stdout).toMatch(/part\s+measure\s+dfdet\s+unit\s+reference\s+ratio\s+target/);
@@ -38,7 +51,7 @@ describe('npm run bench --quick', () => {
     const report = JSON.parse(fs.readFileSync(json, 'utf8')) as BenchReport;
     expect(report.quick).toBe(true);
     expect(report.errors).toEqual([]);
-    expect(report.parts).toEqual(['native', 'models', 'media', 'train']);
+    expect(report.parts).toEqual(['native', 'models', 'media', 'serve', 'train']);
     for (const part of report.parts) {
       const rows = report.results.filter((x) => x.part === part);
       expect(rows.length, part).toBeGreaterThan(0);
@@ -57,6 +70,8 @@ describe('npm run bench --quick', () => {
     expect(names.some((n) => n.startsWith('sampleFrames 32'))).toBe(true);
     expect(names.some((n) => n.startsWith('cropFace align 256 + clipTransform 224'))).toBe(true);
     expect(names.some((n) => n.startsWith('LN-tuning step tiny b=8 float32'))).toBe(true);
+    expect(names.some((n) => n.startsWith('HTTP POST /v1/detect'))).toBe(true);
+    expect(names).toContain('1-face request p99 while two 24-face clients run');
 
     if (withPython) {
       // Each PyTorch comparison has its reference and ratio, and both engines computed the same outputs.
@@ -72,9 +87,9 @@ describe('npm run bench --quick', () => {
     }
   }, 300_000);
 
-  it('rejects an unknown --only part with a message', () => {
-    const r = bench(['--only', 'native,bogus'], 60_000);
+  it('rejects an unknown --only part with a message', async () => {
+    const r = await bench(['--only', 'native,bogus'], 60_000);
     expect(r.status).not.toBe(0);
-    expect(r.stderr).toContain('Expected a comma-separated list of native, models, media, train for --only but received "native,bogus"');
+    expect(r.stderr).toContain('Expected a comma-separated list of native, models, media, serve, train for --only but received "native,bogus"');
   });
 });

@@ -1,5 +1,5 @@
 /**
- * dfdet benchmarks (`npm run bench -- [--only native,models,media] [--quick] [--json FILE]`).
+ * dfdet benchmarks (`npm run bench -- [--only native,models,media,serve] [--quick] [--json FILE]`).
  *
  * Prints a table of measured numbers, each with the reference measured in the same run
  * (PyTorch on the same file and input, a plain ffmpeg decode, or a fixed target) and their ratio.
@@ -22,7 +22,7 @@ function parseParts(value: string): BenchPart[] {
 export async function main(argv: string[] = process.argv): Promise<number> {
   const program = new Command()
     .name('dfdet-bench')
-    .description('dfdet benchmarks: addon vs PyTorch forward, model load time and memory, media pipeline speed')
+    .description('dfdet benchmarks: addon vs PyTorch forward, model load time and memory, media pipeline speed, HTTP service')
     .option('--only <parts>', `comma-separated parts to run (${PARTS.join(',')})`, parseParts)
     .option('--quick', 'smoke run: small models and short loops (< 1 min)', false)
     .option('--json <file>', 'write every number (and raw samples) to this JSON file')

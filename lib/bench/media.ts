@@ -53,7 +53,7 @@ export interface MediaBenchOptions {
 }
 
 /** A Debian sample photo: the known path, else asked from dpkg. */
-function findPhoto(): string | undefined {
+export function findPhoto(): string | undefined {
   if (process.env.DFDET_BENCH_PHOTO) return process.env.DFDET_BENCH_PHOTO;
   for (const p of PHOTOS) {
     if (fs.existsSync(p.path)) return p.path;

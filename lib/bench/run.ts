@@ -10,10 +10,11 @@ import { type BenchContext, type BenchResult, defaultBenchCacheDir, loadAverage,
 import { benchMedia } from './media';
 import { benchModels } from './models';
 import { benchNative } from './native';
+import { benchServe } from './serve';
 import { benchTrain } from './train';
 
 /** Benchmark parts, in the order they run. */
-export const PARTS = ['native', 'models', 'media', 'train'] as const;
+export const PARTS = ['native', 'models', 'media', 'serve', 'train'] as const;
 /** A benchmark part name. */
 export type BenchPart = (typeof PARTS)[number];
 
@@ -81,7 +82,7 @@ export async function runBench(options: RunBenchOptions = {}): Promise<BenchRepo
     partSeconds: {},
     partLoadAverage: {},
   };
-  const run: Record<BenchPart, (c: BenchContext) => Promise<BenchResult[]>> = { native: benchNative, models: benchModels, media: benchMedia, train: benchTrain };
+  const run: Record<BenchPart, (c: BenchContext) => Promise<BenchResult[]>> = { native: benchNative, models: benchModels, media: benchMedia, serve: benchServe, train: benchTrain };
   try {
     for (const part of parts) {
       const t0 = now();

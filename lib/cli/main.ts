@@ -12,6 +12,7 @@ import { registerEval } from './commands/eval';
 import { registerInfo } from './commands/info';
 import { registerModel } from './commands/model';
 import { registerPull } from './commands/pull';
+import { registerServe } from './commands/serve';
 import { registerTrain } from './commands/train';
 import { errorMessage, EXIT, EXIT_HELP, exitCodeOf } from './options';
 
@@ -38,6 +39,7 @@ export function buildProgram(): Command {
   registerEval(program);
   registerTrain(program);
   registerPull(program);
+  registerServe(program);
   registerConvert(program);
   registerModel(program);
   registerInfo(program);
