@@ -194,7 +194,8 @@ export class Batcher {
     batch.forEach((p, i) => data.set(p.input, i * this.#itemSize));
     const t0 = performance.now();
     try {
-      const out = expectTensor(await this.#model.run(this.#method, [{ data, shape: [n, ...this.#itemShape], dtype: 'float32' }]));
+      // submitAll checked every item already (per caller, so one bad item fails only its caller).
+      const out = expectTensor(await this.#model.run(this.#method, [{ data, shape: [n, ...this.#itemShape], dtype: 'float32' }], { checkFinite: false }));
       if (out.dtype !== 'float32' || out.shape[0] !== n)
         throw new DfdetError('RUNTIME_ERROR', `Expected a float32 [${n}, ...] output from ${this.#method} but received ${out.dtype} [${out.shape.join(', ')}]`);
       const row = out.data.length / n;
