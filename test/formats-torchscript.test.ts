@@ -44,6 +44,9 @@ beforeAll(async () => {
   huge.set([0x80, 0x02, 0x8d]);
   huge.writeBigUInt64LE(4n << 30n, 3);
   plant('huge-string', await replaceEntry(good, '/data.pkl', huge), /length 4294967296 exceeds the stream/);
+  // Lists nested 10^6 deep through MARK/APPENDS: libtorch read them and crashed freeing them.
+  const deep = Buffer.concat([Buffer.from([0x80, 0x02]), Buffer.from(']('.repeat(999_000), 'latin1'), Buffer.from([0x5d]), Buffer.alloc(999_000, 0x65), Buffer.from([0x2e])]);
+  plant('deep-lists', await replaceEntry(good, '/data.pkl', deep), /nests values more than 1000 levels deep/);
   const evil = Buffer.from('\x80\x02cos\nsystem\nX\x04\x00\x00\x00echo\x85R.', 'latin1');
   plant('malicious-pickle', await replaceEntry(good, '/data.pkl', evil), /names the Python global os\.system/);
   // One flipped bit in a weight, CRC left as it was.
@@ -68,7 +71,7 @@ describe('model files checked before libtorch', () => {
   });
 
   it('refuses each crash recipe with MODEL_LOAD_FAILED saying what is wrong (path and bytes)', async () => {
-    expect(Object.keys(files)).toHaveLength(6);
+    expect(Object.keys(files)).toHaveLength(7);
     for (const [name, { file, message }] of Object.entries(files)) {
       const err = await expectDfdetError(Model.load(file), 'MODEL_LOAD_FAILED', message);
       expect(err.message, name).not.toMatch(/newer libtorch/);

@@ -9,7 +9,7 @@
  */
 
 import { DfdetError } from '../errors';
-import { unpickle } from './pickle';
+import { PickleObject, type PickleValue, unpickle } from './pickle';
 import { DTYPE_SIZE } from './tensor';
 import { storageFromPid, type TorchStorageRef, torchGlobals } from './torchzip';
 import { ZipReader } from './zip';
@@ -20,6 +20,8 @@ export const MAX_ARCHIVE_TEXT_BYTES = 64 * 1024 * 1024;
 export const MAX_CODE_NESTING = 256;
 /** Most operators in one logical line of code (a long chain parses into an equally deep tree). */
 export const MAX_CODE_OPERATORS = 10_000;
+/** Deepest nesting of values in a pickle (libtorch frees nested lists recursively: 10^6 levels crash it). */
+export const MAX_VALUE_DEPTH = 1000;
 
 /** Bytes per element of the storage types a TorchScript archive may name. */
 const STORAGE_ITEM: Readonly<Record<string, number>> = {
@@ -101,7 +103,8 @@ async function check(source: string | Uint8Array, where: string): Promise<void> 
         if (problem) invalid(where, `code file ${e.name}: ${problem}`, e.name);
       } else if (rel.endsWith('.debug_pkl')) {
         // Source ranges: tuples, ints and strings (and torch's list builders).
-        unpickle(bytes, { source: `${where}:${e.name}`, checkGlobal: refuseForeign(where, e.name) });
+        const value = unpickle(bytes, { source: `${where}:${e.name}`, checkGlobal: refuseForeign(where, e.name) });
+        checkDepth(value, where, e.name);
       } else {
         await checkStatePickle(zip, archive, rel.slice(0, -'.pkl'.length), bytes, where);
       }
@@ -115,7 +118,7 @@ async function check(source: string | Uint8Array, where: string): Promise<void> 
 async function checkStatePickle(zip: ZipReader, archive: string, name: string, bytes: Uint8Array, where: string): Promise<void> {
   const entry = `${archive}${name}.pkl`;
   const storages = new Map<string, TorchStorageRef>();
-  unpickle(bytes, {
+  const value = unpickle(bytes, {
     source: `${where}:${entry}`,
     globals: torchGlobals(`${where}:${entry}`),
     checkGlobal: refuseForeign(where, entry),
@@ -126,6 +129,7 @@ async function checkStatePickle(zip: ZipReader, archive: string, name: string, b
       return s as unknown as never;
     },
   });
+  checkDepth(value, where, entry);
   for (const s of storages.values()) {
     const item = STORAGE_ITEM[s.typeName];
     if (item === undefined) invalid(where, `${entry} names an unknown storage type ${s.typeName} for storage ${s.key}`, entry);
@@ -135,6 +139,23 @@ async function checkStatePickle(zip: ZipReader, archive: string, name: string, b
     if (file.size < s.numel * item) {
       invalid(where, `entry ${file.name} holds ${file.size} bytes but its ${s.typeName} of ${s.numel} elements needs ${s.numel * item}`, file.name);
     }
+  }
+}
+
+/** Refuses values nested deeper than {@link MAX_VALUE_DEPTH} (walked without recursion, each value once). */
+function checkDepth(root: PickleValue, where: string, entry: string): void {
+  const seen = new Set<unknown>();
+  const todo: Array<[unknown, number]> = [[root, 1]];
+  while (todo.length) {
+    const [v, depth] = todo.pop()!;
+    if (typeof v !== 'object' || v === null || seen.has(v)) continue;
+    seen.add(v);
+    if (depth > MAX_VALUE_DEPTH) invalid(where, `${entry} nests values more than ${MAX_VALUE_DEPTH} levels deep`, entry);
+    let children: Iterable<unknown> = [];
+    if (Array.isArray(v) || v instanceof Set) children = v;
+    else if (v instanceof Map) children = v.values();
+    else if (v instanceof PickleObject) children = [...v.args, v.state, ...v.dictItems.values(), ...v.listItems];
+    for (const c of children) if (typeof c === 'object' && c !== null) todo.push([c, depth + 1]);
   }
 }
 
