@@ -103,7 +103,7 @@ async function check(source: string | Uint8Array, where: string): Promise<void> 
         if (problem) invalid(where, `code file ${e.name}: ${problem}`, e.name);
       } else if (rel.endsWith('.debug_pkl')) {
         // Source ranges: tuples, ints and strings (and torch's list builders).
-        const value = unpickle(bytes, { source: `${where}:${e.name}`, checkGlobal: refuseForeign(where, e.name) });
+        const value = unpickle(bytes, { source: `pickle ${e.name} in ${where}`, checkGlobal: refuseForeign(where, e.name) });
         checkDepth(value, where, e.name);
       } else {
         await checkStatePickle(zip, archive, rel.slice(0, -'.pkl'.length), bytes, where);
@@ -119,7 +119,7 @@ async function checkStatePickle(zip: ZipReader, archive: string, name: string, b
   const entry = `${archive}${name}.pkl`;
   const storages = new Map<string, TorchStorageRef>();
   const value = unpickle(bytes, {
-    source: `${where}:${entry}`,
+    source: `pickle ${entry} in ${where}`,
     globals: torchGlobals(`${where}:${entry}`),
     checkGlobal: refuseForeign(where, entry),
     persistentLoad: (pid) => {
