@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { convertModel } from '../lib/convert';
 import { initModel } from '../lib/detector-model/init';
+import { evaluate, writeReport } from '../lib/eval/report';
 import { encodeSafetensors } from '../lib/formats/safetensors';
 import { buildModule, tensor } from '../lib/model';
 import { native } from '../lib/native';
@@ -90,6 +91,15 @@ describe('output paths', () => {
     fs.writeFileSync(file, 'old');
     await buildModule(spec, file);
     expect(fs.readFileSync(file).subarray(0, 2).toString('latin1')).toBe('PK');
+  });
+
+  it('eval reports refuse a report file that is a symlink to a device', async () => {
+    const out = path.join(dir, 'report');
+    fs.mkdirSync(out);
+    fs.symlinkSync('/dev/null', path.join(out, 'predictions.csv'));
+    const preds = ([0, 1, 0, 1] as const).map((label, i) => ({ path: `/d/${i}.png`, dataset: 'd', source: label ? 'fake' : 'real', video: `v${i}`, label, pFake: 0.2 + 0.5 * label }));
+    await expectDfdetError(writeReport(evaluate(preds), out, { png: false }), 'BAD_INPUT', /predictions\.csv is a symlink to \/dev\/null/);
+    expect(fs.readlinkSync(path.join(out, 'predictions.csv'))).toBe('/dev/null');
   });
 
   it('`dfdet model init -o` and `dfdet convert -o` exit 2 on them with one line', async () => {
