@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { initModel } from '../lib/detector-model/init';
-import { codeProblem, MAX_CODE_NESTING } from '../lib/formats/torchscript-check';
+import { codeProblem, MAX_CODE_NESTING, MAX_CODE_OPERATORS } from '../lib/formats/torchscript-check';
 import { buildModule, expectTensor, Model, tensor } from '../lib/model';
 import { dfdet, ensureBuilt } from './helpers/cli';
 import { expectDfdetError } from './helpers/errors';
@@ -39,6 +39,8 @@ beforeAll(async () => {
   plant('reduce-empty', await replaceEntry(good, '/data.pkl', Buffer.from([0x80, 0x02, 0x52, 0x2e])), /data\.pkl.*stack underflow/);
   const nested = `def forward(self, x):\n    return ${'('.repeat(50_000)}x${')'.repeat(50_000)}\n`;
   plant('nested-code', await replaceEntry(good, '.py', Buffer.from(nested)), /brackets nested more than 256 deep/);
+  const chain = `def forward(self, x):\n    return x${' + x'.repeat(10_000)}\n`;
+  plant('operator-chain', await replaceEntry(good, '.py', Buffer.from(chain)), /more than 1000 operators in one expression/);
   // BINUNICODE8 declaring 4 GiB in a 1 MB file: libtorch allocated it before reading.
   const huge = Buffer.alloc(16);
   huge.set([0x80, 0x02, 0x8d]);
@@ -71,7 +73,7 @@ describe('model files checked before libtorch', () => {
   });
 
   it('refuses each crash recipe with MODEL_LOAD_FAILED saying what is wrong (path and bytes)', async () => {
-    expect(Object.keys(files)).toHaveLength(7);
+    expect(Object.keys(files)).toHaveLength(8);
     for (const [name, { file, message }] of Object.entries(files)) {
       const err = await expectDfdetError(Model.load(file), 'MODEL_LOAD_FAILED', message);
       expect(err.message, name).not.toMatch(/newer libtorch/);
@@ -114,7 +116,12 @@ describe('codeProblem', () => {
     expect(codeProblem(`x = ${'('.repeat(deep - 2)}1${')'.repeat(deep - 2)}`)).toBeUndefined();
     expect(codeProblem(`x = ${'- '.repeat(deep)}1`)).toMatch(/unary operators/);
     expect(codeProblem(`x = ${'not '.repeat(deep)}y`)).toMatch(/unary operators/);
-    expect(codeProblem(`x = a${' + a'.repeat(20_000)}`)).toMatch(/operators in one expression/);
+    // 10,000 chained `+` crashed libtorch: a chain is an equally deep tree.
+    expect(codeProblem(`x = a${' + a'.repeat(MAX_CODE_OPERATORS)}`)).toMatch(/operators in one expression/);
+    expect(codeProblem(`x = a${' and a'.repeat(MAX_CODE_OPERATORS)}`)).toMatch(/operators in one expression/);
+    expect(codeProblem(`x = a${' ** a'.repeat(MAX_CODE_OPERATORS - 1)}`)).toBeUndefined();
+    // Flat lists of negative numbers are not chains, and `->` / `==` are single operators.
+    expect(codeProblem(`def f(x) -> List[int]:\n  return [${'-1, '.repeat(5000)}-1] == x`)).toBeUndefined();
     expect(codeProblem(`x = "${'('.repeat(1000)}"  # ${'['.repeat(1000)}\ny = 1 - -2`)).toBeUndefined();
     const indented = Array.from({ length: deep + 1 }, (_, i) => `${' '.repeat(i)}if x:`).join('\n');
     expect(codeProblem(indented)).toMatch(/indentation nested/);

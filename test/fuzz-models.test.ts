@@ -132,7 +132,13 @@ function mutateBytes(b: Uint8Array, r: () => number): Uint8Array {
   }
   const at = Math.floor(r() * out.length);
   if (x < 0.75) return Buffer.concat([out.subarray(0, at), out.subarray(Math.min(out.length, at + 1 + Math.floor(r() * 64)))]);
-  const junk = r() < 0.5 ? Buffer.alloc(1 + Math.floor(r() * 5000), '([{-'[Math.floor(r() * 4)]!) : Buffer.from(Array.from({ length: 1 + Math.floor(r() * 16) }, () => Math.floor(r() * 256)));
+  const y = r();
+  const junk =
+    y < 0.4
+      ? Buffer.alloc(1 + Math.floor(r() * 5000), '([{-'[Math.floor(r() * 4)]!)
+      : y < 0.6
+        ? Buffer.from(' + x'.repeat(1 + Math.floor(r() * 12_000)))
+        : Buffer.from(Array.from({ length: 1 + Math.floor(r() * 16) }, () => Math.floor(r() * 256)));
   return Buffer.concat([out.subarray(0, at), junk, out.subarray(at)]);
 }
 

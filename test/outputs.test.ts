@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { convertModel } from '../lib/convert';
@@ -141,6 +142,21 @@ describe.skipIf(!fs.existsSync('/dev/full'))('a full disk', () => {
       expect(r.signal).toBeNull();
       expect(r.code).toBe(1);
       expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^dfdet: cannot write the output to stdout: ENOSPC/)]);
+    }
+  });
+
+  it('`dfdet detect ... --json > /dev/full`: one line with ENOSPC and exit 1', async () => {
+    // A real (synthetic) photo: the run must get as far as writing a result row.
+    const img = path.join(dir, 'photo.png');
+    const px = Buffer.alloc(64 * 64 * 3);
+    for (let i = 0; i < px.length; i++) px[i] = (i * 37) % 251;
+    await sharp(px, { raw: { width: 64, height: 64, channels: 3 } }).png().toFile(img);
+    for (const format of ['--json', '--table']) {
+      const r = await toFull(['detect', '--model', tiny, '--faces', 'none', format, img], 'stdout');
+      expect(r.signal).toBeNull();
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^dfdet: cannot write the output to stdout: ENOSPC/m);
+      expect(r.stderr).not.toMatch(/^\s+at /m);
     }
   });
 
