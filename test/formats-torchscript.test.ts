@@ -3,12 +3,14 @@
  * Model.load (path and bytes) and through `dfdet info`, whose exit status must never be a signal.
  * Each file is a real tiny detector (`initModel`) with one entry replaced, the ZIP layer kept valid.
  */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { convertModel } from '../lib/convert';
 import { initModel } from '../lib/detector-model/init';
 import { codeProblem, MAX_CODE_NESTING, MAX_CODE_OPERATORS } from '../lib/formats/torchscript-check';
 import { buildModule, expectTensor, Model, tensor } from '../lib/model';
@@ -79,6 +81,19 @@ describe('model files checked before libtorch', () => {
       expect(err.message, name).not.toMatch(/newer libtorch/);
       await expectDfdetError(Model.load(fs.readFileSync(file)), 'MODEL_LOAD_FAILED', message);
     }
+  });
+
+  it('a FIFO or a folder given as a model or a checkpoint fails at once (opening a FIFO waited for a writer)', async () => {
+    const fifo = path.join(dir, 'model-fifo.pt');
+    execFileSync('mkfifo', [fifo]);
+    await expectDfdetError(Model.load(fifo), 'MODEL_LOAD_FAILED', /Expected a regular file for .*model-fifo\.pt but it is a FIFO/);
+    await expectDfdetError(Model.load(dir), 'MODEL_LOAD_FAILED', /but it is a directory/);
+    await expectDfdetError(convertModel(fifo, path.join(dir, 'from-fifo.pt')), 'BAD_FORMAT', /but it is a FIFO/);
+    await ensureBuilt();
+    const r = await dfdet(['info', fifo]);
+    expect(r.signal).toBeNull();
+    expect(r.code, r.stderr).toBe(2);
+    expect(fs.lstatSync(fifo).isFIFO()).toBe(true);
   });
 
   it('a NaN weight fails the load with BAD_WEIGHTS naming the tensor', async () => {
