@@ -24,6 +24,7 @@ import { checkSeed, randomWeights } from './detector-model/init';
 import { type DetectorSource, makeMetadata } from './detector-model/metadata';
 import { DfdetError, invalidParameter } from './errors';
 import { checkOutputPath } from './output-path';
+import { checkRegularFile } from './formats/file';
 import { SafetensorsFile } from './formats/safetensors';
 import { checkFinite, type RawTensor, type TensorSource, toFloat32 } from './formats/tensor';
 import { dictGet, TorchCheckpoint } from './formats/torchzip';
@@ -118,7 +119,10 @@ async function resolveInput(input: string): Promise<string> {
   } catch (e) {
     throw new DfdetError('NOT_FOUND', `Input ${input} does not exist`, { cause: e, details: { file: input } });
   }
-  if (!st.isDirectory()) return input;
+  if (!st.isDirectory()) {
+    await checkRegularFile(input);
+    return input;
+  }
   for (const name of ['model.safetensors', 'model.ckpt']) {
     const p = path.join(input, name);
     if (fs.existsSync(p)) return p;

@@ -76,8 +76,9 @@ export class Model {
 
   /**
    * Loads a TorchScript archive from a path or from its bytes (the bytes are read in place).
-   * @throws DfdetError MODEL_LOAD_FAILED (not a TorchScript file, truncated, unknown ops),
-   *   BAD_INPUT (bad options), UNSUPPORTED (CUDA requested without a CUDA libtorch).
+   * @throws DfdetError MODEL_LOAD_FAILED (not a TorchScript file, truncated, unknown ops, or a
+   *   corrupt or malformed archive, refused before libtorch reads it), BAD_WEIGHTS (a NaN or
+   *   infinite weight, named), BAD_INPUT (bad options), UNSUPPORTED (CUDA requested without a CUDA libtorch).
    */
   static async load(source: string | Uint8Array, options: ModelLoadOptions = {}): Promise<Model> {
     if (typeof source !== 'string' && !(source instanceof Uint8Array)) invalidParameter('source', 'a path or a Uint8Array', source);

@@ -178,15 +178,18 @@ class LoadWorker : public PromiseWorker {
     }
     for (const auto& kv : extra)
       if (!kv.second.empty()) st->extraFiles[kv.first] = kv.second;
-    // A NaN or infinite weight never gives a meaningful score: refuse the file here, naming the
-    // tensor, instead of scoring with it (one cheap pass over the weights).
-    std::string badWeight = firstNonFiniteWeight(st->module);
-    if (!badWeight.empty()) {
-      Fail(ErrorCode::BAD_WEIGHTS, "weight '" + badWeight + "' holds NaN or infinite values: the model file is corrupt or was saved from a diverged training run");
-      return;
-    }
     st->module.eval();
     if (dtype != at::kFloat) st->module.to(dtype);
+    // A NaN or infinite weight never gives a meaningful score: refuse the file here, naming the
+    // tensor, instead of scoring with it (one cheap pass over the weights). Checked after the cast:
+    // a large float32 weight overflows float16.
+    std::string badWeight = firstNonFiniteWeight(st->module);
+    if (!badWeight.empty()) {
+      Fail(ErrorCode::BAD_WEIGHTS, "weight '" + badWeight + "' holds NaN or infinite values" +
+                              (dtype == at::kFloat ? std::string() : " in " + std::string(dtypeName(dtype))) +
+                              ": the model file is corrupt or was saved from a diverged training run");
+      return;
+    }
     st->device = device;
     st->dtype = dtype;
     for (const auto& p : st->module.parameters()) {

@@ -165,6 +165,11 @@ describe.skipIf(skip)('convertModel', () => {
       t['vision_model.encoder.layers.0.self_attn.k_proj.bias'] = { dtype: 'float32', shape: [63], data: new Float32Array(63) };
     });
     await expectBadWeights(convertModel(shaped, out), /self_attn\.k_proj\.bias has shape \[63\]/);
+    // A non-finite weight would make a model that never gives a meaningful score (and is refused at load).
+    const nan = await variantOf('nan.safetensors', (t) => {
+      t['vision_model.post_layernorm.bias']!.data[5] = Number.NaN;
+    });
+    await expectBadWeights(convertModel(nan, out), /vision_model\.post_layernorm\.bias holds NaN at element 5/);
     const head3 = path.join(dir, 'head3.safetensors');
     fs.writeFileSync(
       head3,

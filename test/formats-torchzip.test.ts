@@ -8,11 +8,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { TorchCheckpoint, dictGet, isTensorRef } from '../lib/formats/torchzip';
-import { unpickle, type PickleValue, isTuple, PickleObject } from '../lib/formats/pickle';
+import { unpickle, type PickleValue, isTuple, MAX_PICKLE_ITEMS, PickleObject } from '../lib/formats/pickle';
 import { numel, toFloat32 } from '../lib/formats/tensor';
 import { SeededRandom } from '../lib/detector-model/init';
 import { isDfdetError } from '../lib/errors';
 import { PYTHON, runPython, skipWithoutPython } from './helpers/python';
+import { writeZip } from './helpers/zip';
 
 interface Expected {
   tensors: Record<string, { dtype: string; shape: number[]; values: number[] }>;
@@ -196,6 +197,68 @@ describe('pickle VM (no Python needed)', () => {
         err = e;
       }
       expect(isDfdetError(err, 'BAD_FORMAT'), `${c.toString('hex')}: ${String(err)}`).toBe(true);
+    }
+  });
+});
+
+describe('pickle and zip bounds (issue 15, no Python needed)', () => {
+  const badFormat = (data: Uint8Array, message: RegExp): void => {
+    let err: unknown;
+    try {
+      unpickle(data);
+    } catch (e) {
+      err = e;
+    }
+    expect(isDfdetError(err, 'BAD_FORMAT'), String(err)).toBe(true);
+    expect((err as Error).message).toMatch(message);
+  };
+
+  it('10^6 DUP opcodes: BAD_FORMAT naming the bound, not "Maximum call stack size exceeded"', () => {
+    // None, DUP x 10^6, STOP.
+    badFormat(Buffer.concat([Buffer.from([0x80, 0x02, 0x4e]), Buffer.alloc(1_000_000, 0x32), Buffer.from([0x2e])]), new RegExp(`more than ${MAX_PICKLE_ITEMS} values`));
+    // EMPTY_LIST MARK None DUP x 500,000 APPENDS STOP: a legal list of half a million Nones (spread once overflowed the call stack).
+    const list = unpickle(Buffer.concat([Buffer.from([0x80, 0x02, 0x5d, 0x28, 0x4e]), Buffer.alloc(500_000, 0x32), Buffer.from([0x65, 0x2e])]));
+    expect((list as unknown[]).length).toBe(500_001);
+    // Memo: None, then LONG_BINPUT to 1.1 million distinct slots.
+    const puts = Buffer.alloc(5 * 1_100_000);
+    for (let i = 0; i < 1_100_000; i++) {
+      puts[i * 5] = 0x72;
+      puts.writeUInt32LE(i, i * 5 + 1);
+    }
+    badFormat(Buffer.concat([Buffer.from([0x80, 0x02, 0x4e]), puts, Buffer.from([0x2e])]), /the memo holds more than/);
+  });
+
+  it('declared lengths are bounded by the bytes that are there', () => {
+    const u64 = Buffer.alloc(8);
+    u64.writeBigUInt64LE(4n << 30n);
+    badFormat(Buffer.concat([Buffer.from([0x80, 0x02, 0x8d]), u64, Buffer.from('x.')]), /length 4294967296 exceeds the stream/);
+    badFormat(Buffer.from([0x80, 0x02, 0x58, 0xff, 0xff, 0xff, 0xff, 0x2e]), /truncated/);
+    const long4 = Buffer.alloc(4);
+    long4.writeInt32LE(1 << 20);
+    badFormat(Buffer.concat([Buffer.from([0x80, 0x02, 0x8b]), long4, Buffer.alloc(1 << 20), Buffer.from('.')]), /LONG4 of 1048576 bytes/);
+    badFormat(Buffer.from([0x80, 0x02, 0x52, 0x2e]), /stack underflow/);
+  });
+
+  it('a checkpoint whose entry fails its CRC is refused naming the entry; the intact one opens', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dfdet-crc-'));
+    try {
+      // {'a': 1}: EMPTY_DICT, SHORT_BINUNICODE 'a', BININT1 1, SETITEM, STOP.
+      const zip = writeZip([
+        { name: 'archive/data.pkl', data: Buffer.from([0x80, 0x02, 0x7d, 0x8c, 0x01, 0x61, 0x4b, 0x01, 0x73, 0x2e]) },
+        { name: 'archive/version', data: Buffer.from('3\n') },
+      ]);
+      const ok = path.join(dir, 'ok.ckpt');
+      fs.writeFileSync(ok, zip);
+      const ck = await TorchCheckpoint.open(ok);
+      expect(dictGet(ck.root, 'a')).toBe(1);
+      await ck.close();
+      const flipped = Buffer.from(zip);
+      flipped[flipped.indexOf(Buffer.from([0x4b, 0x01]))! + 1] = 0x02; // {'a': 2}: a valid pickle, a wrong CRC
+      const bad = path.join(dir, 'flipped.ckpt');
+      fs.writeFileSync(bad, flipped);
+      await expect(TorchCheckpoint.open(bad)).rejects.toMatchObject({ code: 'BAD_FORMAT', message: /entry archive\/data\.pkl is corrupt \(CRC-32/ });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });

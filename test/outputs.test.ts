@@ -9,10 +9,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { convertModel } from '../lib/convert';
 import { initModel } from '../lib/detector-model/init';
+import { evaluate, writeReport } from '../lib/eval/report';
 import { encodeSafetensors } from '../lib/formats/safetensors';
 import { buildModule, tensor } from '../lib/model';
 import { native } from '../lib/native';
@@ -92,6 +94,15 @@ describe('output paths', () => {
     expect(fs.readFileSync(file).subarray(0, 2).toString('latin1')).toBe('PK');
   });
 
+  it('eval reports refuse a report file that is a symlink to a device', async () => {
+    const out = path.join(dir, 'report');
+    fs.mkdirSync(out);
+    fs.symlinkSync('/dev/null', path.join(out, 'predictions.csv'));
+    const preds = ([0, 1, 0, 1] as const).map((label, i) => ({ path: `/d/${i}.png`, dataset: 'd', source: label ? 'fake' : 'real', video: `v${i}`, label, pFake: 0.2 + 0.5 * label }));
+    await expectDfdetError(writeReport(evaluate(preds), out, { png: false }), 'BAD_INPUT', /predictions\.csv is a symlink to \/dev\/null/);
+    expect(fs.readlinkSync(path.join(out, 'predictions.csv'))).toBe('/dev/null');
+  });
+
   it('`dfdet model init -o` and `dfdet convert -o` exit 2 on them with one line', async () => {
     await ensureBuilt();
     for (const args of [
@@ -131,6 +142,21 @@ describe.skipIf(!fs.existsSync('/dev/full'))('a full disk', () => {
       expect(r.signal).toBeNull();
       expect(r.code).toBe(1);
       expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^dfdet: cannot write the output to stdout: ENOSPC/)]);
+    }
+  });
+
+  it('`dfdet detect ... --json > /dev/full`: one line with ENOSPC and exit 1', async () => {
+    // A real (synthetic) photo: the run must get as far as writing a result row.
+    const img = path.join(dir, 'photo.png');
+    const px = Buffer.alloc(64 * 64 * 3);
+    for (let i = 0; i < px.length; i++) px[i] = (i * 37) % 251;
+    await sharp(px, { raw: { width: 64, height: 64, channels: 3 } }).png().toFile(img);
+    for (const format of ['--json', '--table']) {
+      const r = await toFull(['detect', '--model', tiny, '--faces', 'none', format, img], 'stdout');
+      expect(r.signal).toBeNull();
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^dfdet: cannot write the output to stdout: ENOSPC/m);
+      expect(r.stderr).not.toMatch(/^\s+at /m);
     }
   });
 

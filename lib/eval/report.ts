@@ -16,6 +16,7 @@ import path from 'node:path';
 import { DfdetError, invalidParameter } from '../errors';
 import { type BinaryMetrics, computeMetrics, prCurve, rocCurve } from './metrics';
 import { type CurveSeries, curveSvg, svgToPng } from './plot';
+import { checkOutputPath } from '../output-path';
 
 /** One scored (or failed) item, as produced by the caller's inference loop. */
 export interface Prediction {
@@ -515,6 +516,7 @@ export interface ReportFiles {
 }
 
 async function writeAtomic(file: string, data: string | Buffer): Promise<void> {
+  await checkOutputPath(file);
   const tmp = `${file}.${process.pid}.tmp`;
   await fs.promises.writeFile(tmp, data);
   await fs.promises.rename(tmp, file);

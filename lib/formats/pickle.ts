@@ -207,7 +207,7 @@ function run(data: Uint8Array, options: UnpickleOptions): PickleValue {
     need(8);
     const v = view.getBigUint64(pos, true);
     pos += 8;
-    if (v > BigInt(data.length)) fail(`length ${v} exceeds the stream`);
+    if (v > BigInt(data.length)) fail(`declared length ${v} exceeds the stream (${data.length} bytes)`);
     return Number(v);
   };
   const bytes = (n: number): Uint8Array => {

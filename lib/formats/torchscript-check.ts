@@ -9,7 +9,7 @@
  */
 
 import { DfdetError } from '../errors';
-import { unpickle } from './pickle';
+import { PickleObject, type PickleValue, unpickle } from './pickle';
 import { DTYPE_SIZE } from './tensor';
 import { storageFromPid, type TorchStorageRef, torchGlobals } from './torchzip';
 import { ZipReader } from './zip';
@@ -18,8 +18,13 @@ import { ZipReader } from './zip';
 export const MAX_ARCHIVE_TEXT_BYTES = 64 * 1024 * 1024;
 /** Deepest bracket / indentation nesting, and longest run of unary operators, accepted in code. */
 export const MAX_CODE_NESTING = 256;
-/** Most operators in one logical line of code (a long chain parses into an equally deep tree). */
-export const MAX_CODE_OPERATORS = 10_000;
+/**
+ * Most binary operators in one logical line of code: a chain parses into an equally deep tree that
+ * libtorch walks recursively (10,000 `+` crashed it on a thread-pool thread; 4,000 did not).
+ */
+export const MAX_CODE_OPERATORS = 1000;
+/** Deepest nesting of values in a pickle (libtorch frees nested lists recursively: 10^6 levels crash it). */
+export const MAX_VALUE_DEPTH = 1000;
 
 /** Bytes per element of the storage types a TorchScript archive may name. */
 const STORAGE_ITEM: Readonly<Record<string, number>> = {
@@ -60,7 +65,8 @@ export async function checkTorchScriptArchive(source: string | Uint8Array): Prom
     await check(source, where);
   } catch (e) {
     if (e instanceof DfdetError && e.code === 'BAD_FORMAT') {
-      throw new DfdetError('MODEL_LOAD_FAILED', `cannot load model from ${where}: ${e.message}`, { cause: e, details: { file: where, ...e.details } });
+      // The message already names the file (and the entry).
+      throw new DfdetError('MODEL_LOAD_FAILED', e.message, { cause: e, details: { file: where, ...e.details } });
     }
     throw e;
   }
@@ -101,7 +107,8 @@ async function check(source: string | Uint8Array, where: string): Promise<void> 
         if (problem) invalid(where, `code file ${e.name}: ${problem}`, e.name);
       } else if (rel.endsWith('.debug_pkl')) {
         // Source ranges: tuples, ints and strings (and torch's list builders).
-        unpickle(bytes, { source: `${where}:${e.name}`, checkGlobal: refuseForeign(where, e.name) });
+        const value = unpickle(bytes, { source: `pickle ${e.name} in ${where}`, checkGlobal: refuseForeign(where, e.name) });
+        checkDepth(value, where, e.name);
       } else {
         await checkStatePickle(zip, archive, rel.slice(0, -'.pkl'.length), bytes, where);
       }
@@ -114,27 +121,46 @@ async function check(source: string | Uint8Array, where: string): Promise<void> 
 /** Unpickles `data.pkl` / `constants.pkl` and checks every storage it names against its entry. */
 async function checkStatePickle(zip: ZipReader, archive: string, name: string, bytes: Uint8Array, where: string): Promise<void> {
   const entry = `${archive}${name}.pkl`;
-  const storages = new Map<string, TorchStorageRef>();
-  unpickle(bytes, {
-    source: `${where}:${entry}`,
+  // Every storage with the most bytes any reference to it needs.
+  const storages = new Map<string, { ref: TorchStorageRef; bytes: number }>();
+  const value = unpickle(bytes, {
+    source: `pickle ${entry} in ${where}`,
     globals: torchGlobals(`${where}:${entry}`),
     checkGlobal: refuseForeign(where, entry),
     persistentLoad: (pid) => {
       const s = storageFromPid(pid, `${where}:${entry}`);
-      const prev = storages.get(s.key);
-      if (!prev || prev.numel < s.numel) storages.set(s.key, s);
+      const item = STORAGE_ITEM[s.typeName];
+      if (item === undefined) invalid(where, `${entry} names an unknown storage type ${s.typeName} for storage ${s.key}`, entry);
+      const bytes = s.numel * item;
+      if ((storages.get(s.key)?.bytes ?? -1) < bytes) storages.set(s.key, { ref: s, bytes });
       return s as unknown as never;
     },
   });
-  for (const s of storages.values()) {
-    const item = STORAGE_ITEM[s.typeName];
-    if (item === undefined) invalid(where, `${entry} names an unknown storage type ${s.typeName} for storage ${s.key}`, entry);
+  checkDepth(value, where, entry);
+  for (const { ref: s, bytes } of storages.values()) {
+    if (bytes === 0) continue;
     const file = zip.entries.get(`${archive}${name}/${s.key}`) ?? zip.entries.get(`${archive}.data/${s.key}`);
-    if (s.numel === 0) continue;
     if (!file) invalid(where, `storage ${s.key} named in ${entry} has no entry ${archive}${name}/${s.key}`, entry);
-    if (file.size < s.numel * item) {
-      invalid(where, `entry ${file.name} holds ${file.size} bytes but its ${s.typeName} of ${s.numel} elements needs ${s.numel * item}`, file.name);
+    if (file.size < bytes) {
+      invalid(where, `entry ${file.name} holds ${file.size} bytes but its ${s.typeName} of ${s.numel} elements needs ${bytes}`, file.name);
     }
+  }
+}
+
+/** Refuses values nested deeper than {@link MAX_VALUE_DEPTH} (walked without recursion, each value once). */
+function checkDepth(root: PickleValue, where: string, entry: string): void {
+  const seen = new Set<unknown>();
+  const todo: Array<[unknown, number]> = [[root, 1]];
+  while (todo.length) {
+    const [v, depth] = todo.pop()!;
+    if (typeof v !== 'object' || v === null || seen.has(v)) continue;
+    seen.add(v);
+    if (depth > MAX_VALUE_DEPTH) invalid(where, `${entry} nests values more than ${MAX_VALUE_DEPTH} levels deep`, entry);
+    let children: Iterable<unknown> = [];
+    if (Array.isArray(v) || v instanceof Set) children = v;
+    else if (v instanceof Map) children = v.values();
+    else if (v instanceof PickleObject) children = [...v.args, v.state, ...v.dictItems.values(), ...v.listItems];
+    for (const c of children) if (typeof c === 'object' && c !== null) todo.push([c, depth + 1]);
   }
 }
 
@@ -202,16 +228,23 @@ export function codeProblem(code: string): string | undefined {
     } else if (c === ')' || c === ']' || c === '}') {
       depth = Math.max(0, depth - 1);
     } else if ('+-~*/%@&|^<>=!'.includes(c)) {
-      if (++operators > MAX_CODE_OPERATORS) return `more than ${MAX_CODE_OPERATORS} operators in one expression (line ${line})`;
-      // An operator after another operator or an opening bracket is unary: `- - - x` nests.
-      if ('+-~'.includes(c) && (prevSignificant === '' || '+-~*/%@&|^<>=!([{,:'.includes(prevSignificant))) {
-        if (++unary > MAX_CODE_NESTING) return `unary operators nested more than ${MAX_CODE_NESTING} deep (line ${line})`;
+      // After an operand an operator is binary (a chain deepens the tree); after another operator
+      // or an opening bracket `+ - ~` are unary (`- - - x` nests). `**` and `==` count once.
+      const afterOperand = prevSignificant !== '' && !'+-~*/%@&|^<>=!([{,:'.includes(prevSignificant);
+      if (afterOperand) {
+        if (++operators > MAX_CODE_OPERATORS) return `more than ${MAX_CODE_OPERATORS} operators in one expression (line ${line})`;
+      } else if ('+-~'.includes(c) && ++unary > MAX_CODE_NESTING) {
+        return `unary operators nested more than ${MAX_CODE_NESTING} deep (line ${line})`;
       }
-    } else if (c === 'n' && code.startsWith('not', i) && !/\w/.test(code[i + 3] ?? '') && !/\w/.test(code[i - 1] ?? '')) {
-      if (++unary > MAX_CODE_NESTING) return `unary operators nested more than ${MAX_CODE_NESTING} deep (line ${line})`;
-      i += 3;
-      prevSignificant = '!';
-      continue;
+    } else if (/[ano]/.test(c) && !/\w/.test(code[i - 1] ?? '')) {
+      const word = /^(not|and|or)(?!\w)/.exec(code.slice(i, i + 4))?.[1];
+      if (word === 'not' && ++unary > MAX_CODE_NESTING) return `unary operators nested more than ${MAX_CODE_NESTING} deep (line ${line})`;
+      if (word && word !== 'not' && ++operators > MAX_CODE_OPERATORS) return `more than ${MAX_CODE_OPERATORS} operators in one expression (line ${line})`;
+      if (word) {
+        i += word.length;
+        prevSignificant = '!';
+        continue;
+      }
     }
     if (c !== ' ' && c !== '\t' && c !== '\r') {
       if (!'+-~'.includes(c)) unary = /\w|[)\]}]/.test(c) ? 0 : unary;

@@ -189,10 +189,18 @@ function fileSource(handle: fs.promises.FileHandle, size: number, path: string, 
 }
 
 function bytesSource(bytes: Uint8Array): ByteSource {
+  let sinceYield = 0;
   return {
     size: bytes.byteLength,
     read: async (into, position) => {
       into.set(bytes.subarray(position, position + into.byteLength));
+      // Let the event loop run every few MB, as file reads do: a CRC pass over a large model in
+      // memory would otherwise hold it for seconds.
+      sinceYield += into.byteLength;
+      if (sinceYield >= CRC_CHUNK) {
+        sinceYield = 0;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
     },
     close: async () => undefined,
   };

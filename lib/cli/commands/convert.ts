@@ -45,7 +45,7 @@ export function registerConvert(program: Command): void {
     .command('convert')
     .description('convert published weights (HF CLIP safetensors, GenD safetensors, the authors\' Lightning model.ckpt) into a dfdet model file')
     .argument('<input>', 'weights file, or a folder holding model.safetensors / model.ckpt')
-    .requiredOption('-o, --output <file>', 'output model file (.pt)')
+    .requiredOption('-o, --output <file>', 'output model file (.pt): a new path or a regular file to replace (devices, FIFOs and folders are refused)')
     .option('--format <format>', 'input layout: auto, hf-clip, gend or lightning', choiceOption('--format', ['auto', 'hf-clip', 'gend', 'lightning'] as const), 'auto')
     .option('--head <safetensors>', 'hf-clip: safetensors file with the head (linear.weight [2, D], linear.bias [2])')
     .option('--head-kind <kind>', "head variant: 'LinearNorm' (linear on the L2-normalised feature, the paper's) or 'linear'", choiceOption('--head-kind', ['linear', 'LinearNorm'] as const))

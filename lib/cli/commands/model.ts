@@ -26,7 +26,7 @@ export function registerModel(program: Command): void {
   model
     .command('init')
     .description('write a detector with seeded RANDOM weights (its scores mean nothing: for tests, benchmarks, fine-tuning)')
-    .requiredOption('-o, --output <file>', 'output model file (.pt)')
+    .requiredOption('-o, --output <file>', 'output model file (.pt): a new path or a regular file to replace (devices, FIFOs and folders are refused)')
     .option('--arch <name>', `architecture: ${ARCH_NAMES.join(', ')} (tiny: 2 layers, width 64, for tests)`, choiceOption('--arch', ARCH_NAMES), 'vit-l-14')
     .option('--seed <n>', 'random seed', intOption('--seed', 0, Number.MAX_SAFE_INTEGER), 0)
     .option('--head <kind>', "head variant: 'LinearNorm' (the paper's) or 'linear'", choiceOption('--head', ['linear', 'LinearNorm'] as const), 'LinearNorm')
