@@ -11,12 +11,14 @@
 #include <string>
 #include <vector>
 
+#include "errors.h"
+
 namespace dfdet {
 
-// An error with one of binding.d.ts's codes (BAD_INPUT, UNSUPPORTED, ...).
+// An error with one of the addon's codes (native/errors.h).
 struct TrainError : std::runtime_error {
-  TrainError(std::string c, const std::string& message) : std::runtime_error(message), code(std::move(c)) {}
-  std::string code;
+  TrainError(ErrorCode c, const std::string& message) : std::runtime_error(message), code(c) {}
+  ErrorCode code;
 };
 
 struct TrainerConfig {

@@ -99,7 +99,7 @@ describe('output paths', () => {
     fs.mkdirSync(out);
     fs.symlinkSync('/dev/null', path.join(out, 'predictions.csv'));
     const preds = ([0, 1, 0, 1] as const).map((label, i) => ({ path: `/d/${i}.png`, dataset: 'd', source: label ? 'fake' : 'real', video: `v${i}`, label, pFake: 0.2 + 0.5 * label }));
-    await expectDfdetError(writeReport(evaluate(preds), out, { png: false }), 'BAD_INPUT', /predictions\.csv is a symlink to \/dev\/null/);
+    await expectDfdetError(writeReport(evaluate(preds), out, { png: false, model: { name: 'tiny.pt', sourceKind: 'init', sourceSha256: '' } }), 'BAD_INPUT', /predictions\.csv is a symlink to \/dev\/null/);
     expect(fs.readlinkSync(path.join(out, 'predictions.csv'))).toBe('/dev/null');
   });
 
