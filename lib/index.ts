@@ -46,3 +46,4 @@ export { evaluate, writeReport, type Prediction } from './eval/report';
 export { pull, type PullOptions, type PullResult } from './pull';
 export { loadRegistry, getModel, listModels, type RegistryEntry } from './registry';
 export { cacheList, defaultCacheDir } from './cache';
+export { Producer, QueueWorker, queueCounts, type ProducerOptions, type QueueWorkerOptions, type QueueWorkerStats, type Enqueued, type JobOutcome, type QueueCounts, type QueueInput, type QueueJobData } from './queue';

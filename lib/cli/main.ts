@@ -12,6 +12,9 @@ import { registerEval } from './commands/eval';
 import { registerInfo } from './commands/info';
 import { registerModel } from './commands/model';
 import { registerPull } from './commands/pull';
+import { registerQueue } from './commands/queue';
+import { registerSubmit } from './commands/submit';
+import { registerWorker } from './commands/worker';
 import { errorMessage, EXIT, EXIT_HELP, exitCodeOf } from './options';
 
 function version(): string {
@@ -40,6 +43,9 @@ export function buildProgram(): Command {
   registerModel(program);
   registerInfo(program);
   registerDoctor(program);
+  registerWorker(program);
+  registerSubmit(program);
+  registerQueue(program);
   program.addHelpText(
     'after',
     `

@@ -76,7 +76,8 @@ async function* allInputs(files: readonly string[], fromStdin: boolean, signal: 
   if (fromStdin && !signal.aborted) yield* stdinPaths(signal);
 }
 
-function outputFormat(f: DetectFlags): OutputFormat {
+/** The output format chosen by --json, --csv or --table (a table on a terminal, else NDJSON). */
+export function outputFormat(f: { json?: boolean; csv?: boolean; table?: boolean }): OutputFormat {
   const chosen = [f.json && 'json', f.csv && 'csv', f.table && 'table'].filter(Boolean) as OutputFormat[];
   if (chosen.length > 1) throw new UsageError(`choose one of --json, --csv and --table (got ${chosen.map((c) => `--${c}`).join(', ')})`);
   return chosen[0] ?? (process.stdout.isTTY ? 'table' : 'json');
