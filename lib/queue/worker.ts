@@ -30,6 +30,8 @@ export interface QueueWorkerOptions {
   maxStalledCount?: number;
   /** Throughput log period, ms (0: none). Default 10000. */
   logIntervalMs?: number;
+  /** Log a line when each job starts and ends. Default false. */
+  logJobs?: boolean;
   /** Log sink (one line per call). Default: stderr. */
   log?: (line: string) => void;
   /** BullMQ key prefix. Default 'bull'. */
@@ -54,6 +56,7 @@ export class QueueWorker {
   readonly #detector: Detector;
   readonly #ownsDetector: boolean;
   readonly #log: (line: string) => void;
+  readonly #logJobs: boolean;
   readonly #timer: NodeJS.Timeout | undefined;
   #handingBack = false;
   #active = 0;
@@ -68,6 +71,7 @@ export class QueueWorker {
     this.#detector = detector;
     this.#ownsDetector = owns;
     this.#log = o.log ?? ((line) => process.stderr.write(`${line}\n`));
+    this.#logJobs = Boolean(o.logJobs);
     const concurrency = o.concurrency ?? (o.detector instanceof Detector ? undefined : o.detector.concurrency) ?? 4;
     this.#worker = new Worker<QueueJobData, DetectResult>(checkQueueName(o.queue), (job, token, signal) => this.#process(job, token, signal), {
       connection: redisOptions(o.redis),
@@ -138,6 +142,8 @@ export class QueueWorker {
       throw new UnrecoverableError(isDfdetError(e) ? failedReasonOf(e) : String(e));
     }
     this.#active++;
+    const t0 = performance.now();
+    if (this.#logJobs) this.#log(`worker ${this.name}: job ${job.id} started (${input.name}, attempt ${job.attemptsStarted})`);
     let error: DetectResult['error'];
     try {
       const r = await this.#detector.detect(input, { signal });
@@ -145,6 +151,7 @@ export class QueueWorker {
       if (!r.error || !isTransient(r.error.code)) {
         if (r.error) this.#stats.inputErrors++;
         else this.#stats.scored++;
+        if (this.#logJobs) this.#log(`worker ${this.name}: job ${job.id} done in ${Math.round(performance.now() - t0)} ms: ${r.error ? r.error.code : `pFake ${r.pFake}`}`);
         return r;
       }
       error = r.error;

@@ -16,6 +16,7 @@ interface WorkerFlags extends DetectorFlags {
   maxStalled: number;
   logIntervalS: number;
   graceMs: number;
+  logJobs?: boolean;
 }
 
 /** Adds `--redis` and `--queue` (shared by worker, submit and queue). */
@@ -33,6 +34,7 @@ export function registerWorker(program: Command): void {
     .option('--stalled-interval-ms <ms>', 'how often to look for jobs of dead workers', intOption('--stalled-interval-ms', 100, 3_600_000), 30_000)
     .option('--max-stalled <n>', 'times a job may lose its worker before it fails', intOption('--max-stalled', 0, 1000), 2)
     .option('--log-interval-s <s>', 'throughput log period on stderr (0: none)', intOption('--log-interval-s', 0, 86_400), 10)
+    .option('--log-jobs', 'log a line when each job starts and ends')
     .option('--grace-ms <ms>', 'on SIGTERM, time the active jobs get to finish before they are handed back', intOption('--grace-ms', 0, 3_600_000), 25_000);
   addDetectorOptions(cmd, { faces: 'detect' });
   cmd.addHelpText(
@@ -63,6 +65,7 @@ async function runWorker(flags: WorkerFlags): Promise<number> {
     stalledIntervalMs: flags.stalledIntervalMs,
     maxStalledCount: flags.maxStalled,
     logIntervalMs: flags.logIntervalS * 1000,
+    logJobs: flags.logJobs,
   });
   if (worker.detector.identity.sourceKind === 'init') process.stderr.write(`${randomWeightsWarning(worker.detector.identity.name)}\n`);
   process.stderr.write(`worker ${worker.name}: ready\n`);
