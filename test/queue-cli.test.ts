@@ -47,6 +47,11 @@ beforeAll(async () => {
     '-v', 'error', '-y', '-loop', '1', '-i', grace!, '-t', '2', '-r', '10',
     '-vf', "scale=640:-2,zoompan=z='1+0.003*on':d=1:s=320x400:fps=10,format=yuv420p", '-c:v', 'libx264', path.join(media, 'sub', 'clip.mp4'),
   ]);
+  // A longer video (outside the submitted folder) that keeps a worker busy for a while.
+  execFileSync('ffmpeg', [
+    '-v', 'error', '-y', '-loop', '1', '-i', grace!, '-t', '20', '-r', '10',
+    '-vf', "scale=640:-2,zoompan=z='1+0.001*on':d=1:s=320x400:fps=10,format=yuv420p", '-c:v', 'libx264', path.join(dir, 'long.mp4'),
+  ]);
   fs.writeFileSync(path.join(media, 'empty.jpg'), Buffer.alloc(0));
   fs.writeFileSync(path.join(media, 'sub', 'truncated.png'), fs.readFileSync(astronaut!).subarray(0, 3000));
   files = [
@@ -67,11 +72,11 @@ afterAll(async () => {
 });
 
 /** A `dfdet worker` child process; `lines` gathers its stderr, `waitFor` resolves on a matching line. */
-function startWorker(url: string, queue: string) {
+function startWorker(url: string, queue: string, extra: string[] = []) {
   const child = spawn(
     process.execPath,
     [CLI, 'worker', '--redis', url, '--queue', queue, '--model', model, '--frames', '8', '--concurrency', '1',
-      '--lock-ms', '1500', '--stalled-interval-ms', '300', '--log-jobs', '--log-interval-s', '1'],
+      '--lock-ms', '1500', '--stalled-interval-ms', '300', '--log-jobs', '--log-interval-s', '1', ...extra],
     { env: { ...process.env, OMP_NUM_THREADS: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   children.push(child);
@@ -178,5 +183,34 @@ describe.skipIf(!ready)('dfdet worker + submit', () => {
     expect(w.log).toMatch(/reconnected to Redis/);
     w.child.kill('SIGTERM');
     expect(await w.exited).toBe(0);
+  });
+
+  it('SIGTERM hands the active job back when the grace time is over, and exits 0', async () => {
+    const w = startWorker(redis.url, 'term', ['--frames', '100', '--grace-ms', '0']);
+    await w.waitFor(/: ready/);
+    const sent = await dfdet(['submit', '--redis', redis.url, '--queue', 'term', '--json', path.join(dir, 'long.mp4')]);
+    expect(sent.code, sent.stderr).toBe(0);
+    const [{ jobId }] = ndjson<{ jobId: string }>(sent.stdout) as [{ jobId: string }];
+    await w.waitFor(/job \S+ started/);
+    w.child.kill('SIGTERM');
+    expect(await w.exited).toBe(0);
+    expect(w.log).toMatch(/closed after 0 jobs \(1 handed back\)/);
+    const q = new Queue('term', { connection: redisOptions(redis.url) });
+    try {
+      const job = (await Job.fromId(q, jobId))!;
+      expect(await job.getState()).toBe('waiting');
+      expect(job.attemptsMade).toBe(0);
+    } finally {
+      await q.close();
+    }
+    // Another worker finishes it.
+    const v = startWorker(redis.url, 'term');
+    const run = await dfdet(['submit', '--redis', redis.url, '--queue', 'term', '--wait', '--json', path.join(dir, 'long.mp4')], { timeoutMs: 120_000 });
+    expect(run.code, run.stderr).toBe(0);
+    const [row] = ndjson<DetectResult>(run.stdout);
+    expect(row!.kind).toBe('video');
+    expect(row!.error).toBeUndefined();
+    v.child.kill('SIGTERM');
+    expect(await v.exited).toBe(0);
   });
 });
