@@ -6,20 +6,18 @@ import * as readline from 'node:readline';
 
 import { type Command, Option } from 'commander';
 
-import { Detector, type DetectResult } from '../../detector';
+import { Detector } from '../../detector';
 import { listMediaFiles } from '../../inputs';
 import { expandGlob, hasGlob } from '../glob';
-import { CSV_COLUMNS, csvRow, jsonLine, type OutputFormat, Progress, tableHeader, tableRow, Tally } from '../output';
+import { CSV_COLUMNS, type OutputFormat, Progress, ResultRows } from '../output';
 import {
   addDetectorOptions,
   type DetectorFlags,
   detectorOptions,
-  EXIT,
   EXIT_HELP,
   interruptSignal,
   randomWeightsWarning,
   UsageError,
-  writeOut,
 } from '../options';
 
 interface DetectFlags extends DetectorFlags {
@@ -125,33 +123,18 @@ async function runDetect(paths: string[], flags: DetectFlags): Promise<number> {
 
   const detector = await Detector.create(options);
   const interrupt = interruptSignal();
-  const tally = new Tally();
-  const progress = new Progress(process.stderr, flags.progress !== false && Boolean(process.stderr.isTTY), fromStdin ? null : files.length);
+  const rows = new ResultRows(format, new Progress(process.stderr, flags.progress !== false && Boolean(process.stderr.isTTY), fromStdin ? null : files.length));
   try {
     if (detector.identity.sourceKind === 'init') process.stderr.write(`${randomWeightsWarning(detector.identity.name)}\n`);
-    if (format === 'csv') await writeOut(`${CSV_COLUMNS.join(',')}\n`);
-    if (format === 'table') progress.print(process.stdout, tableHeader());
-    const emit = async (r: DetectResult): Promise<void> => {
-      tally.add(r);
-      if (format === 'json') await writeOut(`${jsonLine(r)}\n`);
-      else if (format === 'csv') await writeOut(`${csvRow(r)}\n`);
-      else progress.print(process.stdout, tableRow(r));
-      progress.update(tally);
-    };
-    progress.update(tally, true);
+    await rows.begin();
     for await (const r of detector.detectStream(allInputs(files, fromStdin, interrupt.signal), { signal: interrupt.signal })) {
       if (interrupt.interrupted) break;
-      await emit(r);
+      await rows.write(r);
     }
   } finally {
-    progress.clear();
+    rows.clear();
     interrupt.dispose();
     await detector.dispose();
   }
-  const summary = tally.summary();
-  if (format === 'table') process.stdout.write(`\n${summary}\n`);
-  else process.stderr.write(`${summary}\n`);
-  if (interrupt.interrupted) return EXIT.INTERRUPTED;
-  if (flags.failOnFake && tally.fake > 0) return EXIT.FAKE;
-  return tally.failed > 0 ? EXIT.FAILED : EXIT.OK;
+  return rows.finish({ interrupted: interrupt.interrupted, failOnFake: flags.failOnFake });
 }

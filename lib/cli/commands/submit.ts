@@ -7,12 +7,11 @@ import * as fs from 'node:fs';
 
 import { type Command, Option } from 'commander';
 
-import type { DetectResult } from '../../detector';
 import { DfdetError, isDfdetError } from '../../errors';
 import { csvField } from '../../eval/report';
 import { DEFAULT_MAX_INLINE_BYTES, failedReasonOf, failedResult, MAX_INLINE_BYTES_LIMIT, type PreparedJob } from '../../queue/jobs';
 import { Producer } from '../../queue/producer';
-import { CSV_COLUMNS, csvRow, jsonLine, Progress, tableHeader, tableRow, Tally } from '../output';
+import { CSV_COLUMNS, Progress, ResultRows } from '../output';
 import { EXIT, EXIT_HELP, intOption, interruptSignal, UsageError, writeOut } from '../options';
 import { expandArguments, outputFormat } from './detect';
 import { addQueueOptions } from './worker';
@@ -148,33 +147,18 @@ async function waitForResults(
   format: 'json' | 'csv' | 'table',
   interrupt: ReturnType<typeof interruptSignal>,
 ): Promise<number> {
-  const tally = new Tally();
-  const progress = new Progress(process.stderr, flags.progress !== false && Boolean(process.stderr.isTTY), items.length);
+  const rows = new ResultRows(format, new Progress(process.stderr, flags.progress !== false && Boolean(process.stderr.isTTY), items.length));
   const byJob = new Map<string, Item[]>();
   for (const it of items) if (it.jobId) byJob.set(it.jobId, [...(byJob.get(it.jobId) ?? []), it]);
-  const emit = async (r: DetectResult): Promise<void> => {
-    tally.add(r);
-    if (format === 'json') await writeOut(`${jsonLine(r)}\n`);
-    else if (format === 'csv') await writeOut(`${csvRow(r)}\n`);
-    else progress.print(process.stdout, tableRow(r));
-    progress.update(tally);
-  };
   try {
-    if (format === 'csv') await writeOut(`${CSV_COLUMNS.join(',')}\n`);
-    if (format === 'table') progress.print(process.stdout, tableHeader());
-    progress.update(tally, true);
-    for (const it of items) if (it.error) await emit(failedResult(it.index, it.source, it.error));
+    await rows.begin();
+    for (const it of items) if (it.error) await rows.write(failedResult(it.index, it.source, it.error));
     for await (const outcome of producer.results(jobIds, { signal: interrupt.signal })) {
       // The row is the input's: its position and name here (one job may serve several inputs).
-      for (const it of byJob.get(outcome.jobId) ?? []) await emit({ ...outcome.result, index: it.index, source: it.source });
+      for (const it of byJob.get(outcome.jobId) ?? []) await rows.write({ ...outcome.result, index: it.index, source: it.source });
     }
   } finally {
-    progress.clear();
+    rows.clear();
   }
-  const summary = tally.summary();
-  if (format === 'table') process.stdout.write(`\n${summary}\n`);
-  else process.stderr.write(`${summary}\n`);
-  if (interrupt.interrupted) return EXIT.INTERRUPTED;
-  if (flags.failOnFake && tally.fake > 0) return EXIT.FAKE;
-  return tally.failed > 0 ? EXIT.FAILED : EXIT.OK;
+  return rows.finish({ interrupted: interrupt.interrupted, failOnFake: flags.failOnFake });
 }
