@@ -4,12 +4,12 @@
  * checks of the jobs (after a reconnect, and when nothing arrived for a while), so a result is
  * never missed and never given twice, and jobs a restarted Redis lost are added again.
  */
-import { Job, Queue, QueueEvents } from 'bullmq';
+import type { Queue, QueueEvents } from 'bullmq';
 
 import type { DetectResult } from '../detector';
 import { invalidParameter } from '../errors';
 import { DEFAULT_MAX_INLINE_BYTES, failedResult, JOB_NAME, MAX_INLINE_BYTES_LIMIT, prepareJob, type PreparedJob, type QueueInput, type QueueJobData } from './jobs';
-import { checkQueueName, dedupedErrorLog, redisOptions, watchConnection } from './redis';
+import { type BullMQ, checkQueueName, dedupedErrorLog, loadBullmq, redisOptions, watchConnection } from './redis';
 
 /** Options of {@link Producer.open}. */
 export interface ProducerOptions {
@@ -82,7 +82,7 @@ export class Producer {
   readonly #known = new Map<string, QueueJobData>();
   readonly #reconnected = new Set<() => void>();
 
-  private constructor(o: ProducerOptions) {
+  private constructor(o: ProducerOptions, mq: BullMQ) {
     const connection = redisOptions(o.redis);
     checkQueueName(o.queue);
     const attempts = o.attempts ?? 3;
@@ -95,12 +95,12 @@ export class Producer {
     this.#reconcileMs = o.reconcileMs ?? 15_000;
     if (!(this.#reconcileMs >= 10 && this.#reconcileMs <= 3_600_000)) invalidParameter('reconcileMs', 'a number of ms between 10 and 3600000', this.#reconcileMs);
     this.#log = o.log ?? ((line) => process.stderr.write(`${line}\n`));
-    this.queue = new Queue<QueueJobData, DetectResult>(o.queue, {
+    this.queue = new mq.Queue<QueueJobData, DetectResult>(o.queue, {
       connection,
       prefix: o.prefix,
       defaultJobOptions: { attempts, backoff: { type: 'exponential', delay: backoffMs }, removeOnComplete: false, removeOnFail: false },
     });
-    this.#events = new QueueEvents(o.queue, { connection, prefix: o.prefix });
+    this.#events = new mq.QueueEvents(o.queue, { connection, prefix: o.prefix });
     const onError = dedupedErrorLog(`queue ${o.queue}`, this.#log);
     this.queue.on('error', onError);
     this.#events.on('error', onError);
@@ -111,7 +111,7 @@ export class Producer {
    * @throws DfdetError BAD_INPUT (options).
    */
   static async open(options: ProducerOptions): Promise<Producer> {
-    const p = new Producer(options);
+    const p = new Producer(options, await loadBullmq());
     const [client, eventsClient] = await Promise.all([p.queue.waitUntilReady(), p.#events.waitUntilReady()]);
     watchConnection(client, `queue ${options.queue}`, p.#log);
     // Every later 'ready' is a reconnection: events may have been missed, or Redis may have lost the jobs.
@@ -158,7 +158,7 @@ export class Producer {
       if (fresh.size) await this.queue.addBulk([...fresh.values()].map((j) => ({ name: JOB_NAME, data: j.data, opts: { jobId: j.jobId } })));
       if (options.retryFailed) {
         const failed = new Set(chunk.filter((_, k) => status[k]!.state === 'failed').map((j) => j.jobId));
-        for (const id of failed) await (await Job.fromId(this.queue, id))?.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
+        for (const id of failed) await (await this.queue.getJob(id))?.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
       }
       chunk.forEach((j, k) => out.push({ jobId: j.jobId, name: j.data.name, existed: status[k]!.state !== 'missing' }));
     }
@@ -307,6 +307,7 @@ async function countsOf(queue: Queue): Promise<QueueCounts> {
 
 /** Job counts of a queue (for `dfdet queue stats`); waits for Redis as long as it takes. */
 export async function queueCounts(redis: string, queue: string, prefix?: string): Promise<QueueCounts> {
+  const { Queue } = await loadBullmq();
   const q = new Queue(checkQueueName(queue), { connection: redisOptions(redis), prefix });
   q.on('error', () => undefined);
   try {

@@ -5,12 +5,12 @@
  */
 import * as os from 'node:os';
 
-import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
+import type { Job, Worker } from 'bullmq';
 
 import { Detector, type DetectorOptions, type DetectResult } from '../detector';
 import { isDfdetError } from '../errors';
 import { failedReasonOf, isTransient, jobInput, type QueueJobData } from './jobs';
-import { checkQueueName, dedupedErrorLog, describeRedis, redisOptions, watchConnection } from './redis';
+import { type BullMQ, checkQueueName, dedupedErrorLog, describeRedis, loadBullmq, redisOptions, watchConnection } from './redis';
 
 /** Options of {@link QueueWorker.start}. */
 export interface QueueWorkerOptions {
@@ -53,6 +53,7 @@ export interface QueueWorkerStats {
 /** A running worker. Create with {@link QueueWorker.start}; stop with {@link QueueWorker.close}. */
 export class QueueWorker {
   readonly #worker: Worker<QueueJobData, DetectResult>;
+  readonly #mq: BullMQ;
   readonly #detector: Detector;
   readonly #ownsDetector: boolean;
   readonly #log: (line: string) => void;
@@ -67,13 +68,14 @@ export class QueueWorker {
   /** This worker's name in logs and in each job's `processedBy`: host:pid. */
   readonly name = `${os.hostname()}:${process.pid}`;
 
-  private constructor(o: QueueWorkerOptions, detector: Detector, owns: boolean) {
+  private constructor(o: QueueWorkerOptions, mq: BullMQ, detector: Detector, owns: boolean) {
+    this.#mq = mq;
     this.#detector = detector;
     this.#ownsDetector = owns;
     this.#log = o.log ?? ((line) => process.stderr.write(`${line}\n`));
     this.#logJobs = Boolean(o.logJobs);
     const concurrency = o.concurrency ?? (o.detector instanceof Detector ? undefined : o.detector.concurrency) ?? 4;
-    this.#worker = new Worker<QueueJobData, DetectResult>(checkQueueName(o.queue), (job, token, signal) => this.#process(job, token, signal), {
+    this.#worker = new mq.Worker<QueueJobData, DetectResult>(checkQueueName(o.queue), (job, token, signal) => this.#process(job, token, signal), {
       connection: redisOptions(o.redis),
       concurrency,
       lockDuration: o.lockDurationMs ?? 30_000,
@@ -85,7 +87,7 @@ export class QueueWorker {
     });
     this.#worker.on('error', dedupedErrorLog(`worker ${this.name}`, this.#log));
     this.#worker.on('failed', (job, err) => {
-      if (job && !(err instanceof WaitingError)) this.#log(`worker ${this.name}: job ${job.id} (${job.data.name}) attempt ${job.attemptsMade} failed: ${err.message}`);
+      if (job && !(err instanceof mq.WaitingError)) this.#log(`worker ${this.name}: job ${job.id} (${job.data.name}) attempt ${job.attemptsMade} failed: ${err.message}`);
     });
     void this.#worker.client.then((c) => watchConnection(c, `worker ${this.name}`, this.#log), () => undefined);
     const every = o.logIntervalMs ?? 10_000;
@@ -104,11 +106,12 @@ export class QueueWorker {
   static async start(options: QueueWorkerOptions): Promise<QueueWorker> {
     checkQueueName(options.queue);
     redisOptions(options.redis);
+    const mq = await loadBullmq();
     const owns = !(options.detector instanceof Detector);
     const detector = options.detector instanceof Detector ? options.detector : await Detector.create(options.detector);
     let w: QueueWorker;
     try {
-      w = new QueueWorker(options, detector, owns);
+      w = new QueueWorker(options, mq, detector, owns);
     } catch (e) {
       if (owns) await detector.dispose();
       throw e;
@@ -139,7 +142,7 @@ export class QueueWorker {
       input = jobInput(job.data);
     } catch (e) {
       // Not a dfdet job: no attempt can help.
-      throw new UnrecoverableError(isDfdetError(e) ? failedReasonOf(e) : String(e));
+      throw new this.#mq.UnrecoverableError(isDfdetError(e) ? failedReasonOf(e) : String(e));
     }
     this.#active++;
     const t0 = performance.now();
@@ -165,7 +168,7 @@ export class QueueWorker {
       // Shutting down: back to the queue without spending an attempt.
       this.#stats.handedBack++;
       await job.moveToWait(token);
-      throw new WaitingError();
+      throw new this.#mq.WaitingError();
     }
     this.#stats.transientErrors++;
     throw new Error(failedReasonOf(error));
