@@ -214,3 +214,20 @@ describe.skipIf(!ready)('dfdet worker + submit', () => {
     expect(await v.exited).toBe(0);
   });
 });
+
+describe.skipIf(!ready)('dfdet worker / submit / queue: errors', () => {
+  it('bad URLs and queue names exit 2; an unreachable Redis times out with exit 1', async () => {
+    const bad = await dfdet(['worker', '--redis', 'http://x', '--queue', 'q', '--model', model]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/BAD_INPUT: Expected a redis:\/\/ or rediss:\/\/ URL/);
+    const name = await dfdet(['submit', '--redis', 'redis://127.0.0.1:1', '--queue', 'a:b', media]);
+    expect(name.code).toBe(2);
+    expect(name.stderr).toMatch(/queue name/);
+    const none = await dfdet(['submit', '--redis', 'redis://127.0.0.1:1', '--queue', 'q']);
+    expect(none.code).toBe(2);
+    // Port 1 on loopback: nothing listens there.
+    const down = await dfdet(['queue', 'stats', '--redis', 'redis://127.0.0.1:1', '--queue', 'q', '--connect-timeout-ms', '300']);
+    expect(down.code).toBe(1);
+    expect(down.stderr).toMatch(/TIMEOUT: Redis at redis:\/\/127\.0\.0\.1:1 did not answer within 300 ms/);
+  });
+});

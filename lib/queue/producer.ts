@@ -4,12 +4,12 @@
  * checks of the jobs (after a reconnect, and when nothing arrived for a while), so a result is
  * never missed and never given twice, and jobs a restarted Redis lost are added again.
  */
-import type { Queue, QueueEvents } from 'bullmq';
+import type { Queue, QueueEvents, RedisClient } from 'bullmq';
 
 import type { DetectResult } from '../detector';
 import { invalidParameter } from '../errors';
 import { DEFAULT_MAX_INLINE_BYTES, failedResult, JOB_NAME, MAX_INLINE_BYTES_LIMIT, prepareJob, type PreparedJob, type QueueInput, type QueueJobData } from './jobs';
-import { type BullMQ, checkQueueName, dedupedErrorLog, loadBullmq, redisOptions, watchConnection } from './redis';
+import { type BullMQ, checkQueueName, connectWithin, dedupedErrorLog, loadBullmq, redisOptions, settleWithin, watchConnection } from './redis';
 
 /** Options of {@link Producer.open}. */
 export interface ProducerOptions {
@@ -27,6 +27,8 @@ export interface ProducerOptions {
   reconcileMs?: number;
   /** BullMQ key prefix. Default 'bull'. */
   prefix?: string;
+  /** Longest wait for Redis in {@link Producer.open}, ms (later outages are waited out). Default: as long as it takes. */
+  connectTimeoutMs?: number;
   /** Log sink for connection and recovery messages. Default: stderr. */
   log?: (line: string) => void;
 }
@@ -82,8 +84,11 @@ export class Producer {
   readonly #known = new Map<string, QueueJobData>();
   readonly #reconnected = new Set<() => void>();
 
+  /** Set when open() gave up: the connections stop reconnecting. */
+  #gaveUp = false;
+
   private constructor(o: ProducerOptions, mq: BullMQ) {
-    const connection = redisOptions(o.redis);
+    const connection = redisOptions(o.redis, () => this.#gaveUp);
     checkQueueName(o.queue);
     const attempts = o.attempts ?? 3;
     if (!Number.isInteger(attempts) || attempts < 1 || attempts > 100) invalidParameter('attempts', 'an integer between 1 and 100', attempts);
@@ -107,12 +112,20 @@ export class Producer {
   }
 
   /**
-   * Connects (waiting for Redis as long as it takes) and starts listening for results.
-   * @throws DfdetError BAD_INPUT (options).
+   * Connects (waiting for Redis up to `connectTimeoutMs`) and starts listening for results.
+   * @throws DfdetError BAD_INPUT (options), TIMEOUT (no Redis in time).
    */
   static async open(options: ProducerOptions): Promise<Producer> {
     const p = new Producer(options, await loadBullmq());
-    const [client, eventsClient] = await Promise.all([p.queue.waitUntilReady(), p.#events.waitUntilReady()]);
+    let client: RedisClient;
+    let eventsClient: RedisClient;
+    try {
+      [client, eventsClient] = await connectWithin(Promise.all([p.queue.waitUntilReady(), p.#events.waitUntilReady()]), options.connectTimeoutMs, options.redis);
+    } catch (e) {
+      p.#gaveUp = true;
+      await settleWithin(p.close(), 3000);
+      throw e;
+    }
     watchConnection(client, `queue ${options.queue}`, p.#log);
     // Every later 'ready' is a reconnection: events may have been missed, or Redis may have lost the jobs.
     for (const c of [client, eventsClient]) c.on('ready', () => p.#reconnected.forEach((f) => f()));
@@ -305,11 +318,22 @@ async function countsOf(queue: Queue): Promise<QueueCounts> {
   };
 }
 
-/** Job counts of a queue (for `dfdet queue stats`); waits for Redis as long as it takes. */
-export async function queueCounts(redis: string, queue: string, prefix?: string): Promise<QueueCounts> {
+/**
+ * Job counts of a queue (for `dfdet queue stats`).
+ * @throws DfdetError TIMEOUT when Redis does not answer within `connectTimeoutMs` (default: wait).
+ */
+export async function queueCounts(redis: string, queue: string, options: { prefix?: string; connectTimeoutMs?: number } = {}): Promise<QueueCounts> {
   const { Queue } = await loadBullmq();
-  const q = new Queue(checkQueueName(queue), { connection: redisOptions(redis), prefix });
+  let gaveUp = false;
+  const q = new Queue(checkQueueName(queue), { connection: redisOptions(redis, () => gaveUp), prefix: options.prefix });
   q.on('error', () => undefined);
+  try {
+    await connectWithin(q.waitUntilReady(), options.connectTimeoutMs, redis);
+  } catch (e) {
+    gaveUp = true;
+    await settleWithin(q.close(), 3000);
+    throw e;
+  }
   try {
     return await countsOf(q);
   } finally {

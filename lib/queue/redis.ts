@@ -5,7 +5,7 @@
 import type * as BullMQModule from 'bullmq';
 import type { RedisOptions } from 'bullmq';
 
-import { invalidParameter } from '../errors';
+import { DfdetError, invalidParameter } from '../errors';
 
 /** The BullMQ module. */
 export type BullMQ = typeof BullMQModule;
@@ -30,9 +30,10 @@ export function reconnectDelay(times: number): number {
  * ioredis options for a `redis://[user:password@]host[:port][/db]` (or `rediss://` for TLS) URL.
  * Commands wait for the connection to come back instead of failing (`maxRetriesPerRequest: null`,
  * which BullMQ requires for workers and which lets a waiting submitter survive a restart too).
+ * Reconnection stops once `giveUp()` returns true.
  * @throws DfdetError BAD_INPUT for anything but such a URL.
  */
-export function redisOptions(url: string): RedisOptions {
+export function redisOptions(url: string, giveUp: () => boolean = () => false): RedisOptions {
   if (typeof url !== 'string') invalidParameter('redis', 'a redis:// URL', url);
   let u: URL;
   try {
@@ -50,7 +51,8 @@ export function redisOptions(url: string): RedisOptions {
     port,
     db,
     maxRetriesPerRequest: null,
-    retryStrategy: reconnectDelay,
+    // null stops reconnecting: used when the caller gave up at start-up.
+    retryStrategy: (times: number) => (giveUp() ? null : reconnectDelay(times)),
   };
   if (u.username) o.username = decodeURIComponent(u.username);
   if (u.password) o.password = decodeURIComponent(u.password);
@@ -99,4 +101,30 @@ export function dedupedErrorLog(label: string, log: (line: string) => void): (e:
     last.set(key, now);
     log(`${label}: ${e.message}`);
   };
+}
+
+/**
+ * Waits for `ready` (a connection), at most `ms` (undefined: as long as it takes).
+ * @throws DfdetError TIMEOUT when Redis did not answer in time.
+ */
+export async function connectWithin<T>(ready: Promise<T>, ms: number | undefined, url: string): Promise<T> {
+  if (ms === undefined) return ready;
+  // The losing promise must not become an unhandled rejection.
+  ready.catch(() => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DfdetError('TIMEOUT', `Redis at ${describeRedis(url)} did not answer within ${ms} ms (is it running? is the URL right?)`)), ms);
+  });
+  try {
+    return await Promise.race([ready, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Waits for `p` at most `ms` (closing connections that never opened may never settle). */
+export async function settleWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p.catch(() => undefined), new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
 }

@@ -31,6 +31,7 @@ interface SubmitFlags {
   backoffMs: number;
   retryFailed?: boolean;
   reconcileMs: number;
+  connectTimeoutMs: number;
 }
 
 /** One input of the command line and where it went. */
@@ -50,7 +51,7 @@ export function registerSubmit(program: Command): void {
     .command('submit')
     .description('enqueue images and videos as detect jobs for `dfdet worker`s; --wait streams the results')
     .argument('<paths...>', "files, folders (recursive) or quoted globs ('data/**/*.mp4'), on storage the workers see at the same paths");
-  addQueueOptions(cmd)
+  addQueueOptions(cmd, true)
     .option('--wait', 'wait for the results and stream them as they complete')
     .option('--json', 'NDJSON: one object per input (default when stdout is not a terminal)')
     .option('--csv', `CSV: a header, then one row per input (with --wait: ${CSV_COLUMNS.join(', ')})`)
@@ -95,7 +96,7 @@ async function runSubmit(paths: string[], flags: SubmitFlags): Promise<number> {
   const format = outputFormat(flags);
   if (paths.includes('-')) throw new UsageError('submit takes files, folders and globs (not - for stdin)');
   const files = await expandArguments(paths);
-  const producer = await Producer.open({ redis: flags.redis, queue: flags.queue, attempts: flags.attempts, backoffMs: flags.backoffMs, maxInlineBytes: flags.maxInlineBytes, reconcileMs: flags.reconcileMs });
+  const producer = await Producer.open({ redis: flags.redis, queue: flags.queue, attempts: flags.attempts, backoffMs: flags.backoffMs, maxInlineBytes: flags.maxInlineBytes, reconcileMs: flags.reconcileMs, connectTimeoutMs: flags.connectTimeoutMs });
   const interrupt = interruptSignal();
   try {
     const items: Item[] = [];

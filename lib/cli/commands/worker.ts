@@ -19,8 +19,9 @@ interface WorkerFlags extends DetectorFlags {
   logJobs?: boolean;
 }
 
-/** Adds `--redis` and `--queue` (shared by worker, submit and queue). */
-export function addQueueOptions(cmd: Command): Command {
+/** Adds `--redis` and `--queue` (shared by worker, submit and queue); `connectTimeout` adds --connect-timeout-ms too. */
+export function addQueueOptions(cmd: Command, connectTimeout = false): Command {
+  if (connectTimeout) cmd.option('--connect-timeout-ms <ms>', 'give up when Redis does not answer at start-up within this time', intOption('--connect-timeout-ms', 1, 86_400_000), 30_000);
   return cmd
     .requiredOption('--redis <url>', 'Redis URL (redis://[user:password@]host:port[/db]; rediss:// for TLS)', process.env.DFDET_REDIS)
     .requiredOption('--queue <name>', 'queue name: one queue per detector setup (model and options)', process.env.DFDET_QUEUE ?? 'dfdet');
@@ -81,10 +82,10 @@ async function runWorker(flags: WorkerFlags): Promise<number> {
           clearTimeout(grace);
           resolve();
         });
-      } else {
-        process.stderr.write(`worker ${worker.name}: ${name}: handing the active jobs back\n`);
+      } else if (signals === 2) {
+        process.stderr.write(`worker ${worker.name}: ${name}: handing the active jobs back (again to quit at once)\n`);
         void worker.close({ handBack: true });
-      }
+      } else process.exit(EXIT.INTERRUPTED);
     };
     process.on('SIGTERM', () => onSignal('SIGTERM'));
     process.on('SIGINT', () => onSignal('SIGINT'));
