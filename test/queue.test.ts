@@ -180,5 +180,7 @@ describe.skipIf(!ready)('errors', () => {
     await expect(Producer.open({ redis: 'nope', queue: 'q' })).rejects.toSatisfy((e: unknown) => isDfdetError(e, 'BAD_INPUT'));
     await expect(Producer.open({ redis: redis.url, queue: 'a:b' })).rejects.toSatisfy((e: unknown) => isDfdetError(e, 'BAD_INPUT'));
     await expect(Producer.open({ redis: redis.url, queue: 'q', attempts: 0 })).rejects.toSatisfy((e: unknown) => isDfdetError(e, 'BAD_INPUT'));
+    await expect(QueueWorker.start({ redis: redis.url, queue: 'q', detector, concurrency: 0 })).rejects.toThrow(/Expected an integer between 1 and 10000 for concurrency/);
+    await expect(QueueWorker.start({ redis: 'redis://h:1/x', queue: 'q', detector })).rejects.toSatisfy((e: unknown) => isDfdetError(e, 'BAD_INPUT'));
   });
 });

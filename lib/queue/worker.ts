@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import type { Job, Worker } from 'bullmq';
 
 import { Detector, type DetectorOptions, type DetectResult } from '../detector';
-import { isDfdetError } from '../errors';
+import { invalidParameter, isDfdetError } from '../errors';
 import { failedReasonOf, isTransient, jobInput, type QueueJobData } from './jobs';
 import { type BullMQ, checkQueueName, dedupedErrorLog, describeRedis, loadBullmq, redisOptions, watchConnection } from './redis';
 
@@ -50,6 +50,8 @@ export interface QueueWorkerStats {
   handedBack: number;
 }
 
+let instances = 0;
+
 /** A running worker. Create with {@link QueueWorker.start}; stop with {@link QueueWorker.close}. */
 export class QueueWorker {
   readonly #worker: Worker<QueueJobData, DetectResult>;
@@ -65,11 +67,13 @@ export class QueueWorker {
   #window = { jobs: 0, since: performance.now() };
   readonly #started = performance.now();
   readonly #stats: QueueWorkerStats = { scored: 0, inputErrors: 0, transientErrors: 0, handedBack: 0 };
-  /** This worker's name in logs and in each job's `processedBy`: host:pid. */
-  readonly name = `${os.hostname()}:${process.pid}`;
+  /** This worker's name in logs and in each job's `processedBy`: host:pid (host:pid/n for the n-th of a process). */
+  readonly name: string;
 
   private constructor(o: QueueWorkerOptions, mq: BullMQ, detector: Detector, owns: boolean) {
     this.#mq = mq;
+    instances++;
+    this.name = `${os.hostname()}:${process.pid}${instances > 1 ? `/${instances}` : ''}`;
     this.#detector = detector;
     this.#ownsDetector = owns;
     this.#log = o.log ?? ((line) => process.stderr.write(`${line}\n`));
@@ -106,6 +110,15 @@ export class QueueWorker {
   static async start(options: QueueWorkerOptions): Promise<QueueWorker> {
     checkQueueName(options.queue);
     redisOptions(options.redis);
+    const int = (name: keyof QueueWorkerOptions, min: number, max: number): void => {
+      const v = options[name];
+      if (v !== undefined && !(Number.isInteger(v) && (v as number) >= min && (v as number) <= max)) invalidParameter(name, `an integer between ${min} and ${max}`, v);
+    };
+    int('concurrency', 1, 10_000);
+    int('lockDurationMs', 100, 86_400_000);
+    int('stalledIntervalMs', 100, 86_400_000);
+    int('maxStalledCount', 0, 1_000_000);
+    int('logIntervalMs', 0, 86_400_000);
     const mq = await loadBullmq();
     const owns = !(options.detector instanceof Detector);
     const detector = options.detector instanceof Detector ? options.detector : await Detector.create(options.detector);
