@@ -55,3 +55,4 @@ export { pull, type PullOptions, type PullResult } from './pull';
 export { loadRegistry, getModel, listModels, type RegistryEntry } from './registry';
 export { cacheList, defaultCacheDir } from './cache';
 export { createServer, dfdetPlugin, ServeController, type CreateServerOptions, type DfdetServer, type DfdetPluginOptions, type ServeOptions } from './serve';
+export { Producer, QueueWorker, queueCounts, type ProducerOptions, type QueueWorkerOptions, type QueueWorkerStats, type Enqueued, type JobOutcome, type QueueCounts, type QueueInput, type QueueJobData } from './queue';

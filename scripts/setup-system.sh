@@ -4,7 +4,7 @@
 #
 #   bash scripts/setup-system.sh          # runtime + build dependencies (source builds, development)
 #   bash scripts/setup-system.sh --runtime  # only the shared libraries a prebuilt addon needs
-#   bash scripts/setup-system.sh --test   # also the Python references the tests compare against
+#   bash scripts/setup-system.sh --test   # also the Python references the tests compare against, redis-server
 #   bash scripts/setup-system.sh --demo   # also Debian packages that ship real photos with faces
 #   bash scripts/setup-system.sh --check  # only report what is missing (exit 1 if anything is)
 set -euo pipefail
@@ -32,10 +32,11 @@ runtime_pkgs=(libtorch1.13 libopenblas0-openmp ffmpeg)
 build_pkgs=(build-essential cmake libtorch-dev ca-certificates)
 pkgs=("${runtime_pkgs[@]}")
 [ "$runtime_only" = 1 ] || pkgs+=("${build_pkgs[@]}")
-# Independent references used by the test-suite (PyTorch, PIL, scikit-learn, ONNX via OpenCV) and
-# real photos with faces shipped by Debian.
+# Independent references used by the test-suite (PyTorch, PIL, scikit-learn, ONNX via OpenCV),
+# real photos with faces shipped by Debian, and redis-server (the queue tests start their own on a
+# free loopback port; Debian 12 has 7.0, BullMQ needs >= 5).
 test_pkgs=(python3-torch python3-numpy python3-pil python3-sklearn python3-onnx python3-opencv
-  python3-imageio python-matplotlib-data)
+  python3-imageio python-matplotlib-data redis-server)
 [ "$with_test" = 1 ] && pkgs+=("${test_pkgs[@]}")
 [ "$with_demo" = 1 ] && pkgs+=(python3-imageio python-matplotlib-data)
 

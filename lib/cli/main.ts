@@ -12,8 +12,11 @@ import { registerEval } from './commands/eval';
 import { registerInfo } from './commands/info';
 import { registerModel } from './commands/model';
 import { registerPull } from './commands/pull';
+import { registerQueue } from './commands/queue';
 import { registerServe } from './commands/serve';
+import { registerSubmit } from './commands/submit';
 import { registerTrain } from './commands/train';
+import { registerWorker } from './commands/worker';
 import { errorMessage, EXIT, EXIT_HELP, exitCodeOf } from './options';
 
 function version(): string {
@@ -44,6 +47,9 @@ export function buildProgram(): Command {
   registerModel(program);
   registerInfo(program);
   registerDoctor(program);
+  registerWorker(program);
+  registerSubmit(program);
+  registerQueue(program);
   program.addHelpText(
     'after',
     `

@@ -4,6 +4,7 @@
  */
 import type { DetectResult } from '../detector';
 import { csvField } from '../eval/report';
+import { EXIT, writeOut } from './options';
 
 /** Where rows go. `table` is for people, `json` (NDJSON) and `csv` for programs. */
 export type OutputFormat = 'table' | 'json' | 'csv';
@@ -246,4 +247,52 @@ export function bytes(n: number | null | undefined): string {
     i++;
   }
   return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+}
+
+/**
+ * The rows of a run that streams results (`detect`, `submit --wait`): the header, one row per
+ * result in the chosen format with the tally and progress line kept up to date, then the summary
+ * and detect's exit code.
+ */
+export class ResultRows {
+  readonly tally = new Tally();
+  readonly #format: OutputFormat;
+  readonly #progress: Progress;
+
+  constructor(format: OutputFormat, progress: Progress) {
+    this.#format = format;
+    this.#progress = progress;
+  }
+
+  /** Writes the CSV or table header and shows the progress line. */
+  async begin(): Promise<void> {
+    if (this.#format === 'csv') await writeOut(`${CSV_COLUMNS.join(',')}\n`);
+    if (this.#format === 'table') this.#progress.print(process.stdout, tableHeader());
+    this.#progress.update(this.tally, true);
+  }
+
+  /** Counts and writes one result. */
+  async write(r: DetectResult): Promise<void> {
+    this.tally.add(r);
+    if (this.#format === 'json') await writeOut(`${jsonLine(r)}\n`);
+    else if (this.#format === 'csv') await writeOut(`${csvRow(r)}\n`);
+    else this.#progress.print(process.stdout, tableRow(r, process.stdout.isTTY ? process.stdout.columns : undefined));
+    this.#progress.update(this.tally);
+  }
+
+  /** Removes the progress line (also on the way out after an error). */
+  clear(): void {
+    this.#progress.clear();
+  }
+
+  /** Clears the progress line and prints the summary (stdout after a table, else stderr); returns the exit code. */
+  finish(o: { interrupted: boolean; failOnFake?: boolean }): number {
+    this.#progress.clear();
+    const summary = this.tally.summary();
+    if (this.#format === 'table') process.stdout.write(`\n${summary}\n`);
+    else process.stderr.write(`${summary}\n`);
+    if (o.interrupted) return EXIT.INTERRUPTED;
+    if (o.failOnFake && this.tally.fake > 0) return EXIT.FAKE;
+    return this.tally.failed > 0 ? EXIT.FAILED : EXIT.OK;
+  }
 }

@@ -6,20 +6,18 @@ import * as readline from 'node:readline';
 
 import { type Command, Option } from 'commander';
 
-import { Detector, type DetectResult } from '../../detector';
+import { Detector } from '../../detector';
 import { listMediaFiles } from '../../inputs';
 import { expandGlob, hasGlob, noMatchMessage } from '../glob';
-import { CSV_COLUMNS, csvRow, jsonLine, type OutputFormat, Progress, tableHeader, tableRow, Tally } from '../output';
+import { CSV_COLUMNS, type OutputFormat, Progress, ResultRows } from '../output';
 import {
   addDetectorOptions,
   type DetectorFlags,
   detectorOptions,
-  EXIT,
   EXIT_HELP,
   interruptSignal,
   randomWeightsWarning,
   UsageError,
-  writeOut,
 } from '../options';
 
 interface DetectFlags extends DetectorFlags {
@@ -82,7 +80,8 @@ async function* allInputs(files: readonly string[], fromStdin: boolean, signal: 
   if (fromStdin && !signal.aborted) yield* stdinPaths(signal);
 }
 
-function outputFormat(f: DetectFlags): OutputFormat {
+/** The output format chosen by --json, --csv or --table (a table on a terminal, else NDJSON). */
+export function outputFormat(f: { json?: boolean; csv?: boolean; table?: boolean }): OutputFormat {
   const chosen = [f.json && 'json', f.csv && 'csv', f.table && 'table'].filter(Boolean) as OutputFormat[];
   if (chosen.length > 1) throw new UsageError(`choose one of --json, --csv and --table (got ${chosen.map((c) => `--${c}`).join(', ')})`);
   return chosen[0] ?? (process.stdout.isTTY ? 'table' : 'json');
@@ -130,35 +129,18 @@ async function runDetect(paths: string[], flags: DetectFlags): Promise<number> {
 
   const detector = await Detector.create(options);
   const interrupt = interruptSignal();
-  const tally = new Tally();
-  const progress = new Progress(process.stderr, flags.progress !== false && Boolean(process.stderr.isTTY), fromStdin ? null : files.length);
+  const rows = new ResultRows(format, new Progress(process.stderr, flags.progress !== false && Boolean(process.stderr.isTTY), fromStdin ? null : files.length));
   try {
     if (detector.identity.sourceKind === 'init') process.stderr.write(`${randomWeightsWarning(detector.identity.name)}\n`);
-    if (format === 'csv') await writeOut(`${CSV_COLUMNS.join(',')}\n`);
-    if (format === 'table') progress.print(process.stdout, tableHeader());
-    const columns = process.stdout.isTTY ? process.stdout.columns : undefined;
-    const emit = async (result: DetectResult): Promise<void> => {
-      const r = explainUnmatched(result);
-      tally.add(r);
-      if (format === 'json') await writeOut(`${jsonLine(r)}\n`);
-      else if (format === 'csv') await writeOut(`${csvRow(r)}\n`);
-      else progress.print(process.stdout, tableRow(r, columns));
-      progress.update(tally);
-    };
-    progress.update(tally, true);
+    await rows.begin();
     for await (const r of detector.detectStream(allInputs(files, fromStdin, interrupt.signal), { signal: interrupt.signal })) {
       if (interrupt.interrupted) break;
-      await emit(r);
+      await rows.write(explainUnmatched(r));
     }
   } finally {
-    progress.clear();
+    rows.clear();
     interrupt.dispose();
     await detector.dispose();
   }
-  const summary = tally.summary();
-  if (format === 'table') process.stdout.write(`\n${summary}\n`);
-  else process.stderr.write(`${summary}\n`);
-  if (interrupt.interrupted) return EXIT.INTERRUPTED;
-  if (flags.failOnFake && tally.fake > 0) return EXIT.FAKE;
-  return tally.failed > 0 ? EXIT.FAILED : EXIT.OK;
+  return rows.finish({ interrupted: interrupt.interrupted, failOnFake: flags.failOnFake });
 }
