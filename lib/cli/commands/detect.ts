@@ -6,7 +6,7 @@ import * as readline from 'node:readline';
 
 import { type Command, Option } from 'commander';
 
-import { Detector } from '../../detector';
+import { Detector, type DetectResult } from '../../detector';
 import { listMediaFiles } from '../../inputs';
 import { expandGlob, hasGlob, noMatchMessage } from '../glob';
 import { CSV_COLUMNS, type OutputFormat, Progress, ResultRows } from '../output';
