@@ -510,7 +510,7 @@ export class Detector {
     const o = this.#opts;
     // Not started yet: an aborted call decodes nothing (decodeImage takes no signal).
     throwIfAborted(signal);
-    const input = source.path ?? source.bytes!;
+    const input = source.path ?? source.bytes ?? source.stream!;
     const t0 = performance.now();
     let images: RgbImage[];
     let meta: { index: number; timestampSec: number }[];
@@ -525,14 +525,15 @@ export class Detector {
         maxPixels: o.maxPixels,
         maxFrameSide: o.maxFrameSide,
         maxTotalBytes: o.maxVideoBytes,
+        name: source.name,
       });
       images = v.frames.map((f) => f.image);
       meta = v.frames.map((f) => ({ index: f.index, timestampSec: f.timestampSec }));
       partial = v.partial;
       // Frames may arrive scaled down (maxFrameSide): results report geometry in source pixels.
-      if (images.length > 0 && images[0]!.width < v.probe.width) toSource = v.probe.width / images[0]!.width;
+      toSource = v.frames[0]?.scale ?? 1;
     } else {
-      images = [await decodeImage(input, { maxPixels: o.maxPixels })];
+      images = [await decodeImage(input, { maxPixels: o.maxPixels, name: source.name, signal })];
       meta = [{ index: 0, timestampSec: 0 }];
     }
     throwIfAborted(signal);

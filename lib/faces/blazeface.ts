@@ -17,8 +17,8 @@ import type { NativeTensor, NativeValue } from '../../binding';
 import { DfdetError, invalidParameter } from '../errors';
 import { packageRoot } from '../native';
 import { Model, type ModelLoadOptions } from '../model';
-import type { RgbImage } from '../media/image';
 import { resizeRgb } from '../media/resample';
+import { checkRgbImage, type RgbImage } from '../media/rgb';
 import { weightedNms, type RawDetection } from './nms';
 
 /** Side of the square model input. */
@@ -168,15 +168,6 @@ export function letterboxInput(image: RgbImage, out: Float32Array, offset: numbe
   }
 }
 
-function checkImage(image: RgbImage, name: string): void {
-  if (!image || typeof image !== 'object') invalidParameter(name, 'an RgbImage object', image);
-  const { data, width, height } = image;
-  if (!Number.isInteger(width) || width < 1) invalidParameter(`${name}.width`, 'a positive integer', width);
-  if (!Number.isInteger(height) || height < 1) invalidParameter(`${name}.height`, 'a positive integer', height);
-  if (!(data instanceof Uint8Array)) invalidParameter(`${name}.data`, 'a Uint8Array', data);
-  if (data.length !== width * height * 3) invalidParameter(`${name}.data.length`, `width * height * 3 = ${width * height * 3}`, data.length);
-}
-
 function num(v: unknown, name: string, lo: number, hi: number, dflt: number): number {
   if (v === undefined) return dflt;
   if (typeof v !== 'number' || !(v >= lo && v <= hi)) invalidParameter(name, `a number between ${lo} and ${hi}`, v);
@@ -228,7 +219,7 @@ export async function detectFaces(model: TensorRunner, images: readonly RgbImage
   if (!model || typeof model.run !== 'function') invalidParameter('model', 'an object with a run(method, inputs) method', model);
   if (!Array.isArray(images)) invalidParameter('images', 'an array of RgbImage', images);
   if (!opts || typeof opts !== 'object') invalidParameter('opts', 'an options object', opts);
-  images.forEach((im, i) => checkImage(im, `images[${i}]`));
+  images.forEach((im, i) => checkRgbImage(im, `images[${i}]`));
   const scoreThreshold = num(opts.scoreThreshold, 'scoreThreshold', 0, 1, 0.5);
   const iouThreshold = num(opts.iouThreshold, 'iouThreshold', 0, 1, 0.3);
   const minFaceSize = num(opts.minFaceSize, 'minFaceSize', 0, Number.MAX_VALUE, 20);
