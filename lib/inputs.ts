@@ -119,8 +119,8 @@ async function resolveStream(
   const head = await peekStream(s, 64, { name, signal });
   const k = kind ?? kindOfBytes(head.bytes, name);
   if (head.ended) return { name, kind: k, bytes: head.bytes };
-  if (k === 'video') return { name, kind: k, stream: s };
-  return { name, kind: k, bytes: await readStream(s, { maxBytes, signal, name }) };
+  if (k === 'video') return { name, kind: k, stream: head.stream };
+  return { name, kind: k, bytes: await readStream(head.stream, { maxBytes, signal, name }) };
 }
 
 function kindOfBytes(bytes: Uint8Array, name: string): MediaKind {

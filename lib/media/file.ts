@@ -3,6 +3,7 @@
  * a decoder starts on it, and reading a stream under a size limit and an AbortSignal.
  */
 import * as fs from 'node:fs';
+import { Readable } from 'node:stream';
 import { DfdetError } from '../errors';
 
 /** Encoded media as the decoders take it: a file path, bytes, or a readable stream of bytes. */
@@ -51,7 +52,7 @@ export async function checkMediaFile(file: string, what: 'Image' | 'Video', name
   } catch (e) {
     throw pathError(name, e, `${what} file`);
   }
-  if (!st.isFile()) throw new DfdetError('DECODE_FAILED', `${what} ${name} is not a regular file`, { details: { path: name } });
+  if (!st.isFile()) throw new DfdetError('DECODE_FAILED', `Not a regular file: ${name}`, { details: { path: name } });
   if (st.size === 0) throw new DfdetError('DECODE_FAILED', `${what} file is empty (0 bytes): ${name}`, { details: { path: name } });
 }
 
@@ -63,36 +64,83 @@ export interface ReadStreamOptions {
   signal?: AbortSignal;
   /** The input's name in messages. */
   name: string;
-  /** Stop after this many bytes (or the end) and return them (default: read to the end). */
-  head?: number;
+}
+
+/**
+ * Reads the first `n` bytes of a stream (fewer when it ends first), without losing them: the
+ * result's `stream` gives every byte from the start (the original stream must not be used any
+ * more). `ended` tells that `bytes` are the whole stream. `signal` aborts the wait at once.
+ */
+export async function peekStream(
+  source: NodeJS.ReadableStream,
+  n: number,
+  o: { name: string; signal?: AbortSignal },
+): Promise<{ bytes: Buffer; ended: boolean; stream: NodeJS.ReadableStream }> {
+  const what = `Reading ${o.name}`;
+  const it = (source as AsyncIterable<Buffer | string>)[Symbol.asyncIterator]();
+  const chunks: Buffer[] = [];
+  let total = 0;
+  let ended = false;
+  const destroy = (): void => (source as { destroy?: () => void }).destroy?.();
+  while (total < n) {
+    if (o.signal?.aborted) {
+      destroy();
+      throw abortError(what, o.signal);
+    }
+    let onAbort: (() => void) | undefined;
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(abortError(what, o.signal));
+      o.signal?.addEventListener('abort', onAbort, { once: true });
+    });
+    let r: IteratorResult<Buffer | string>;
+    try {
+      r = await Promise.race([it.next(), aborted]);
+    } catch (e) {
+      destroy();
+      if (e instanceof DfdetError) throw e;
+      throw new DfdetError('DECODE_FAILED', `Could not read ${o.name}: ${(e as Error)?.message ?? e}`, { cause: e });
+    } finally {
+      o.signal?.removeEventListener('abort', onAbort!);
+    }
+    if (r.done) {
+      ended = true;
+      break;
+    }
+    const b = typeof r.value === 'string' ? Buffer.from(r.value) : r.value;
+    chunks.push(b);
+    total += b.length;
+  }
+  const bytes = Buffer.concat(chunks, total);
+  async function* rest(): AsyncGenerator<Buffer> {
+    try {
+      yield bytes;
+      for (;;) {
+        const r = await it.next();
+        if (r.done) return;
+        yield typeof r.value === 'string' ? Buffer.from(r.value) : r.value;
+      }
+    } finally {
+      if (!ended) await it.return?.();
+    }
+  }
+  const stream = Readable.from(rest(), { objectMode: false });
+  // Destroying the new stream (an abort) destroys the source, even while a read of it is pending.
+  stream.once('close', destroy);
+  return { bytes, ended, stream };
 }
 
 /**
  * Reads a stream into memory, at most `maxBytes`, settling with `ABORTED` as soon as `signal`
  * aborts even when the stream never sends another byte (the stream is destroyed then).
  */
-export async function readStream(stream: NodeJS.ReadableStream, o: ReadStreamOptions): Promise<Buffer> {
-  return (await collect(stream, o)).bytes;
-}
-
-/**
- * Reads the first `n` bytes of a stream (fewer when it ends first) and puts them back, so that the
- * stream can still be read from its start. `ended` tells that the bytes are the whole stream.
- */
-export async function peekStream(stream: NodeJS.ReadableStream, n: number, o: Omit<ReadStreamOptions, 'head' | 'maxBytes'>): Promise<{ bytes: Buffer; ended: boolean }> {
-  const r = await collect(stream, { ...o, maxBytes: Infinity, head: n });
-  if (!r.ended && r.bytes.length > 0) stream.unshift(r.bytes);
-  return r;
-}
-
-function collect(stream: NodeJS.ReadableStream, o: ReadStreamOptions): Promise<{ bytes: Buffer; ended: boolean }> {
+export function readStream(stream: NodeJS.ReadableStream, o: ReadStreamOptions): Promise<Buffer> {
   const what = `Reading ${o.name}`;
   if (o.signal?.aborted) return Promise.reject(abortError(what, o.signal));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let total = 0;
     let settled = false;
-    const finish = (e: DfdetError | undefined, ended = false): void => {
+    const finish = (e: DfdetError | undefined): void => {
       if (settled) return;
       settled = true;
       stream.removeListener('data', onData);
@@ -103,8 +151,7 @@ function collect(stream: NodeJS.ReadableStream, o: ReadStreamOptions): Promise<{
         (stream as { destroy?: () => void }).destroy?.();
         reject(e);
       } else {
-        if (o.head !== undefined) stream.pause();
-        resolve({ bytes: Buffer.concat(chunks, total), ended });
+        resolve(Buffer.concat(chunks, total));
       }
     };
     const onData = (chunk: Buffer | string): void => {
@@ -112,9 +159,8 @@ function collect(stream: NodeJS.ReadableStream, o: ReadStreamOptions): Promise<{
       total += b.length;
       chunks.push(b);
       if (total > o.maxBytes) finish(new DfdetError('DECODE_FAILED', `${o.name} is larger than the limit of ${o.maxBytes} bytes`));
-      else if (o.head !== undefined && total >= o.head) finish(undefined);
     };
-    const onEnd = (): void => finish(undefined, true);
+    const onEnd = (): void => finish(undefined);
     const onError = (e: unknown): void =>
       finish(new DfdetError('DECODE_FAILED', `Could not read ${o.name}: ${(e as Error)?.message ?? e}`, { cause: e }));
     const onAbort = (): void => finish(abortError(what, o.signal));

@@ -282,7 +282,7 @@ async function* readFrames(args: string[], s: ReadSpec): AsyncGenerator<VideoFra
     wake = undefined;
     w?.();
   };
-  const proc = await startTool('ffmpeg', args, { timeoutMs: s.budgetMs, signal: s.signal, what: `Decoding ${name}`, onChange: notify });
+  const proc = await startTool('ffmpeg', args, { timeoutMs: s.budgetMs, limitMs: s.timeoutMs, signal: s.signal, what: `Decoding ${name}`, onChange: notify });
   let exit: { code: number | null } | undefined;
   void proc.exited.then((r) => {
     exit = r;

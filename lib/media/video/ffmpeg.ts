@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { DfdetError } from '../../errors';
+import { DfdetError, invalidParameter } from '../../errors';
 import { Budget } from '../budget';
 import { abortError, checkMediaFile, isReadable, type MediaData } from '../file';
 
@@ -45,7 +45,7 @@ function toolPath(tool: Tool): string {
 function missingTool(tool: Tool, cause: unknown): DfdetError {
   return new DfdetError(
     'UNSUPPORTED',
-    `${tool} was not found (${(cause as Error)?.message ?? cause}). Install it (Debian/Ubuntu: apt-get install ffmpeg; ` +
+    `${path.basename(toolPath(tool))} was not found (${(cause as Error)?.message ?? cause}). Install it (Debian/Ubuntu: apt-get install ffmpeg; ` +
       `macOS: brew install ffmpeg) or set ${ENV[tool]} to its path`,
     { cause },
   );
@@ -85,6 +85,8 @@ export interface ToolProcess {
 export interface StartOptions {
   timeoutMs: number;
   signal?: AbortSignal;
+  /** The limit named in the TIMEOUT message when `timeoutMs` is what is left of a larger one. */
+  limitMs?: number;
   /** Words for messages: "ffprobe of <name>". */
   what: string;
   /** Called whenever the process state changes (failure or exit). */
@@ -99,9 +101,10 @@ export async function startTool(tool: Tool, args: string[], o: StartOptions): Pr
   const t0 = Date.now();
   const release = await ffmpegPool().reserve(1, o.what, o.signal);
   const left = o.timeoutMs - (Date.now() - t0);
+  const timedOut = (): DfdetError => new DfdetError('TIMEOUT', `${o.what} timed out after ${o.limitMs ?? o.timeoutMs} ms`);
   if (left <= 0) {
     release();
-    throw new DfdetError('TIMEOUT', `${o.what} timed out after ${o.timeoutMs} ms`);
+    throw timedOut();
   }
   const child = spawn(toolPath(tool), args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let failure: DfdetError | undefined;
@@ -111,7 +114,7 @@ export async function startTool(tool: Tool, args: string[], o: StartOptions): Pr
     if (running) child.kill('SIGKILL');
     o.onChange?.();
   };
-  const timer = setTimeout(() => fail(new DfdetError('TIMEOUT', `${o.what} timed out after ${o.timeoutMs} ms`)), left);
+  const timer = setTimeout(() => fail(timedOut()), left);
   const onAbort = (): void => fail(abortError(o.what, o.signal));
   o.signal?.addEventListener('abort', onAbort, { once: true });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
@@ -183,6 +186,9 @@ export interface LocalInput {
  * stream is spooled straight to disk, at most `maxBytes`, and `signal` stops it at once.
  */
 export async function localInput(input: MediaData, name: string, signal: AbortSignal | undefined, maxBytes = Infinity): Promise<LocalInput> {
+  if (typeof input !== 'string' && !(input instanceof Uint8Array) && !isReadable(input)) {
+    invalidParameter('input', 'a file path, bytes or a readable stream', input);
+  }
   if (typeof input === 'string') {
     await checkMediaFile(input, 'Video', name);
     return { file: input, release: async () => undefined };

@@ -132,7 +132,7 @@ export async function probeFile(file: string, name: string, timeoutMs: number, s
     const c = await runTool(
       'ffprobe',
       ['-v', 'error', '-select_streams', String(v.index ?? 'v:0'), '-count_packets', '-show_entries', 'stream=nb_read_packets', '-of', 'csv=p=0', ...inputArgs(file)],
-      { timeoutMs: left, signal, what },
+      { timeoutMs: left, limitMs: timeoutMs, signal, what },
     );
     const n = parseInt(c.stdout.toString('utf8').trim(), 10);
     if (c.code === 0 && n > 0) {
