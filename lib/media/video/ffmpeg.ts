@@ -109,9 +109,17 @@ export async function startTool(tool: Tool, args: string[], o: StartOptions): Pr
   const child = spawn(toolPath(tool), args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let failure: DfdetError | undefined;
   let running = true;
+  const kill = (): void => {
+    if (!running) return;
+    child.kill('SIGKILL');
+    // Our ends of the pipes too: a process the tool started (a wrapper script's child) may hold
+    // them open, and 'close' waits for them.
+    child.stdout?.destroy();
+    child.stderr?.destroy();
+  };
   const fail = (e: DfdetError): void => {
     failure ??= e;
-    if (running) child.kill('SIGKILL');
+    kill();
     o.onChange?.();
   };
   const timer = setTimeout(() => fail(timedOut()), left);
@@ -142,7 +150,7 @@ export async function startTool(tool: Tool, args: string[], o: StartOptions): Pr
     fail,
     exited,
     async stop() {
-      if (running) child.kill('SIGKILL');
+      kill();
       await exited;
     },
   };
