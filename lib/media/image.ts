@@ -81,8 +81,11 @@ async function fileHead(file: string, name: string): Promise<Uint8Array> {
 }
 
 /** sharp's message with its generic wrappers replaced by what is wrong with the input. */
-function explainSharp(e: unknown, warnings: readonly string[]): string {
+function explainSharp(e: unknown, warnings: readonly string[], src: string | Buffer, name: string): string {
   let m = String((e as Error)?.message ?? e).trim();
+  // The caller's name in place of the path (they differ for `{ path, name }` inputs); one line per cause.
+  if (typeof src === 'string' && src !== name) m = m.split(src).join(name);
+  m = [...new Set(m.split('\n').map((l) => l.trim()).filter(Boolean))].slice(-3).join('; ');
   if (/Warning treated as error/.test(m)) {
     const w = warnings.map((x) => x.trim()).filter(Boolean);
     m = w.length ? `damaged image data (${w.join('; ')})` : 'damaged image data (the decoder warned without details)';
@@ -90,7 +93,7 @@ function explainSharp(e: unknown, warnings: readonly string[]): string {
   }
   const header = /^Input (?:buffer|file) has corrupt header:?\s*(.*)$/s.exec(m);
   if (header) return header[1] ? `corrupt or truncated header (${header[1].trim()})` : 'corrupt header (the decoder gave no detail)';
-  if (/unsupported image format/i.test(m)) return 'not an image format dfdet decodes';
+  if (/unsupported image format/i.test(m)) return 'not an image the decoder can read (an unsupported variant, or a corrupt header)';
   if (/end of stream|premature end|unexpected end|truncated/i.test(m)) return `truncated image data (${m})`;
   return m;
 }
@@ -155,7 +158,7 @@ export async function decodeImage(input: MediaData | Buffer, opts: DecodeImageOp
       return await abortable(f(), signal, name);
     } catch (e) {
       if (e instanceof DfdetError) throw e;
-      throw fail(explainSharp(e, warnings), e);
+      throw fail(explainSharp(e, warnings, src, name), e);
     }
   };
   // Header first: format and size checks, and a clear message, before any pixel is decoded.

@@ -21,7 +21,8 @@ const EXPLAIN: [RegExp, string][] = [
     'its video stream is corrupt (frames could not be decoded)'],
   [/Device or resource busy|Operation not permitted|Invalid argument|Resource temporarily unavailable|Function not implemented|Cannot allocate/i,
     'its header is corrupt or describes a stream ffmpeg cannot decode'],
-  [/Decoder \(codec \S+\) not found|Unsupported codec|unsupported|not implemented/i, 'it uses a codec or feature ffmpeg cannot decode here'],
+  [/Decoder \(codec \S+\) not found|Unsupported codec|unsupported|not (yet )?implemented/i, 'it uses a codec or feature ffmpeg cannot decode here (or a corrupt header claims one)'],
+  [/Input\/output error/i, 'it is truncated or its data is unreadable (I/O error while demuxing)'],
 ];
 
 /** The demuxer that refused or failed, from a `[hls @ 0x...]` prefix. */

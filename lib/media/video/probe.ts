@@ -106,7 +106,7 @@ export async function probeFile(file: string, name: string, timeoutMs: number, s
   const streams = info.streams ?? [];
   const v = streams.find((s) => s.codec_type === 'video' && !((s.disposition as Record<string, number> | undefined)?.attached_pic === 1));
   if (!v) {
-    const kinds = streams.map((s) => String(s.codec_type)).join(', ') || 'none';
+    const kinds = streams.map((s) => String(s.codec_type ?? 'unknown')).join(', ') || 'none';
     throw new DfdetError('DECODE_FAILED', `No video stream in ${name} (streams: ${kinds})`, { details: { path: name } });
   }
   let rotation = 0;
