@@ -32,7 +32,7 @@ export { Model, buildModule, setThreads, tensor, type ModelLoadOptions, type Mod
 export { Batcher, type BatcherOptions, type BatchStats } from './batcher';
 export { native } from './native';
 export { decodeImage, type RgbImage, type DecodeImageOptions } from './media/image';
-export { sampleFrames, probeVideo, type SamplingStrategy, type VideoProbe, type VideoFrame } from './media/video';
+export { sampleFrames, iterateFrames, probeVideo, type SamplingStrategy, type VideoProbe, type VideoFrame } from './media/video';
 export { clipTransform } from './media/transform';
 export { detectFaces, type Face, type DetectFacesOptions } from './faces/blazeface';
 export { cropFace, type CropFaceOptions } from './faces/align';
