@@ -20,7 +20,7 @@ import { decodeImage } from '../lib/media/image';
 import { sampleFrames } from '../lib/media/video';
 import { rng } from './helpers/random';
 
-const CASES = Number(process.env.DFDET_FUZZ_CASES) > 0 ? Math.floor(Number(process.env.DFDET_FUZZ_CASES)) : 240;
+const CASES = Number(process.env.DFDET_FUZZ_CASES) > 0 ? Math.floor(Number(process.env.DFDET_FUZZ_CASES)) : 200;
 const SEED = Number(process.env.DFDET_FUZZ_SEED) || 20261201;
 /** A call that has not settled after this long counts as a hang (the decoders' own timeouts are far lower). */
 const HANG_MS = 30_000;

@@ -150,7 +150,7 @@ describe.skipIf(!haveFfmpeg)('the process-wide ffmpeg pool', () => {
     }
   });
 
-  it('an aborted call waiting in the queue never starts a process', async () => {
+  it('an aborted or timed-out call waiting in the queue never starts a process', async () => {
     const log = path.join(dir, 'queue.log');
     process.env.DFDET_FFMPEG = loggingTool('ffmpeg', log);
     process.env.DFDET_FFPROBE = loggingTool('ffprobe', log);
@@ -168,6 +168,9 @@ describe.skipIf(!haveFfmpeg)('the process-wide ffmpeg pool', () => {
       while (ffmpegPool().waiting === 0) await new Promise((r) => setImmediate(r));
       ac.abort();
       await expectDfdetError(queued, 'ABORTED', /queued\.mp4/);
+      expect(ffmpegPool().waiting).toBe(0);
+      // The timeout covers the wait in the queue too.
+      await expectDfdetError(sampleFrames(small, { timeoutMs: 200, name: 'late.mp4' }), 'TIMEOUT', /late\.mp4 timed out after 200 ms/);
       expect(ffmpegPool().waiting).toBe(0);
       expect(fs.readFileSync(log, 'utf8')).not.toContain(small);
     } finally {

@@ -93,15 +93,33 @@ export interface StartOptions {
   onChange?: () => void;
 }
 
+/** A pool slot, waited for at most `o.timeoutMs` (then `TIMEOUT`) and cancelled by `o.signal` (`ABORTED`). */
+async function waitForSlot(o: StartOptions, timedOut: () => DfdetError): Promise<() => void> {
+  const ac = new AbortController();
+  const expired = Symbol('expired');
+  const timer = setTimeout(() => ac.abort(expired), o.timeoutMs);
+  const onAbort = (): void => ac.abort(o.signal?.reason);
+  if (o.signal?.aborted) onAbort();
+  else o.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await ffmpegPool().reserve(1, o.what, ac.signal);
+  } catch (e) {
+    throw ac.signal.reason === expired ? timedOut() : e;
+  } finally {
+    clearTimeout(timer);
+    o.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
 /**
  * Waits for a pool slot (cancelled by `signal` without ever starting a process), then starts the
  * tool with stdin closed and stdout/stderr piped. The timeout covers the wait in the queue.
  */
 export async function startTool(tool: Tool, args: string[], o: StartOptions): Promise<ToolProcess> {
   const t0 = Date.now();
-  const release = await ffmpegPool().reserve(1, o.what, o.signal);
-  const left = o.timeoutMs - (Date.now() - t0);
   const timedOut = (): DfdetError => new DfdetError('TIMEOUT', `${o.what} timed out after ${o.limitMs ?? o.timeoutMs} ms`);
+  const release = await waitForSlot(o, timedOut);
+  const left = o.timeoutMs - (Date.now() - t0);
   if (left <= 0) {
     release();
     throw timedOut();
