@@ -126,3 +126,17 @@ describe('messages say what is wrong with the input', () => {
     expect(lax.width).toBe(64);
   });
 });
+
+describe('rgb.ts', () => {
+  it('checkRgbImage names the bad field; scaleRgb resizes off the event loop and keeps the colour', async () => {
+    const { checkRgbImage, scaleRgb } = await import('../lib/media/rgb');
+    expect(() => checkRgbImage({ data: new Uint8Array(11), width: 2, height: 2 }, 'frame')).toThrow(/width \* height \* 3 = 12 for frame\.data\.length/);
+    expect(() => checkRgbImage(null, 'images[3]')).toThrow(/RgbImage object for images\[3\]/);
+    const img = { data: new Uint8Array(40 * 30 * 3).fill(200), width: 40, height: 30 };
+    const small = await scaleRgb(img, 20, 15);
+    expect([small.width, small.height, small.data.length]).toEqual([20, 15, 20 * 15 * 3]);
+    expect(small.data.every((v) => v === 200)).toBe(true);
+    expect(await scaleRgb(img, 40, 30)).toBe(img);
+    await expect(scaleRgb(img, 0, 3)).rejects.toThrow(/positive integer for width/);
+  });
+});
