@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import { decodeImage } from '../lib/media/image';
 import { Budget, reserveDecodedBytes } from '../lib/media/budget';
+import { checkRgbImage, scaleRgb } from '../lib/media/rgb';
 import { expectDfdetError } from './helpers/errors';
 
 let dir: string;
@@ -129,7 +130,6 @@ describe('messages say what is wrong with the input', () => {
 
 describe('rgb.ts', () => {
   it('checkRgbImage names the bad field; scaleRgb resizes off the event loop and keeps the colour', async () => {
-    const { checkRgbImage, scaleRgb } = await import('../lib/media/rgb');
     expect(() => checkRgbImage({ data: new Uint8Array(11), width: 2, height: 2 }, 'frame')).toThrow(/width \* height \* 3 = 12 for frame\.data\.length/);
     expect(() => checkRgbImage(null, 'images[3]')).toThrow(/RgbImage object for images\[3\]/);
     const img = { data: new Uint8Array(40 * 30 * 3).fill(200), width: 40, height: 30 };
