@@ -15,6 +15,7 @@ process.env.DFDET_FFMPEG_PROCESSES = '2';
 
 import { ffmpegPool, iterateFrames, probeVideo, sampleFrames } from '../lib/media/video';
 import { listMediaFiles, resolveInput } from '../lib/inputs';
+import { explainFfmpeg } from '../lib/media/video/messages';
 import { expectDfdetError } from './helpers/errors';
 
 const haveFfmpeg = spawnSync('ffmpeg', ['-version']).status === 0 && spawnSync('ffprobe', ['-version']).status === 0;
@@ -179,5 +180,27 @@ describe.skipIf(!haveFfmpeg)('the process-wide ffmpeg pool', () => {
       delete process.env.DFDET_FFPROBE;
     }
     expect(ffmpegPool().used).toBe(0);
+  });
+});
+
+describe('ffmpeg messages say what is wrong with the input', () => {
+  it.skipIf(!haveFfmpeg)('a .y4m whose header declares width 0 ("Device or resource busy") says its header is corrupt', async () => {
+    const y4m = Buffer.concat([Buffer.from('YUV4MPEG2 W0 H24 F10:1\nFRAME\n'), Buffer.alloc(2000)]);
+    const e = await expectDfdetError(sampleFrames(y4m, { name: 'cam.y4m' }), 'DECODE_FAILED');
+    expect(e.message).toMatch(/^Could not read video cam\.y4m: its header is corrupt/);
+    expect(e.message).not.toMatch(/dfdet-video-/);
+  });
+
+  it('explains the raw messages found by fuzzing, replacing the temp path by the name', () => {
+    const f = '/tmp/dfdet-video-x/input';
+    const cases: [string, RegExp][] = [
+      [`${f}: Device or resource busy`, /^its header is corrupt .*\(ffmpeg: up\.y4m: Device or resource busy\)$/],
+      ['[vist#0:0/h264 @ 0x1] Error marking filters as finished', /^its video stream is corrupt/],
+      [`[hls @ 0x55d] Format not on whitelist 'mov'\nfile:${f}: Invalid argument`, /playlist or index of other files.*detected as 'hls'/],
+      [`file:${f}: Invalid data found when processing input`, /not a video in a format ffmpeg recognises.*\(ffmpeg: up\.y4m: Invalid data/],
+      ['[mov @ 0x1] moov atom not found', /incomplete MP4\/MOV/],
+      ['something new', /^ffmpeg: something new$/],
+    ];
+    for (const [raw, want] of cases) expect(explainFfmpeg(raw, f, 'up.y4m')).toMatch(want);
   });
 });
