@@ -116,7 +116,21 @@ describe('messages say what is wrong with the input', () => {
     expect(e.message).not.toMatch(/corrupt header:\s*$/);
   });
 
-  it('a damaged JPEG body in strict mode shows the warning instead of "Warning treated as error"', async () => {
+  it('a damaged JPEG tile in a TIFF (strict) shows the decoder’s warning, not "Warning treated as error"', async () => {
+    const raw = Buffer.alloc(64 * 48 * 3);
+    for (let i = 0; i < raw.length; i++) raw[i] = (i * 7) & 255;
+    const tif = await sharp(raw, { raw: { width: 64, height: 48, channels: 3 } }).tiff({ compression: 'jpeg' }).toBuffer();
+    const sos = tif.indexOf(Buffer.from([0xff, 0xda]));
+    for (let i = sos + 20; i < sos + 200; i += 11) tif[i] = 0;
+    // The recipe: sharp alone says only that a warning was treated as an error.
+    await expect(sharp(tif, { failOn: 'warning' }).raw().toBuffer()).rejects.toThrow(/^Warning treated as error/);
+    const e = await expectDfdetError(decodeImage(tif, { name: 'scan.tif' }), 'DECODE_FAILED');
+    expect(e.message).toMatch(/^Could not decode image scan\.tif: damaged image data \(Corrupt JPEG data: .+\); pass strict: false/);
+    expect(e.message).not.toMatch(/Warning treated as error/);
+    expect((await decodeImage(tif, { strict: false })).width).toBe(64);
+  });
+
+  it('a damaged JPEG body in strict mode says what is damaged', async () => {
     // Garbage in the entropy-coded data after a valid header: libvips warns, strict mode fails.
     const bad = Buffer.from(jpg);
     const sos = bad.indexOf(Buffer.from([0xff, 0xda]));

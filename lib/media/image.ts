@@ -83,14 +83,16 @@ async function fileHead(file: string, name: string): Promise<Uint8Array> {
 /** sharp's message with its generic wrappers replaced by what is wrong with the input. */
 function explainSharp(e: unknown, warnings: readonly string[], src: string | Buffer, name: string): string {
   let m = String((e as Error)?.message ?? e).trim();
-  // The caller's name in place of the path (they differ for `{ path, name }` inputs); one line per cause.
+  // The caller's name in place of the path (they differ for `{ path, name }` inputs).
   if (typeof src === 'string' && src !== name) m = m.split(src).join(name);
-  m = [...new Set(m.split('\n').map((l) => l.trim()).filter(Boolean))].slice(-3).join('; ');
+  const lines = (text: string): string[] => [...new Set(text.split('\n').map((l) => l.trim()).filter(Boolean))];
   if (/Warning treated as error/.test(m)) {
-    const w = warnings.map((x) => x.trim()).filter(Boolean);
-    m = w.length ? `damaged image data (${w.join('; ')})` : 'damaged image data (the decoder warned without details)';
-    return `${m}; pass strict: false to decode what is readable`;
+    // sharp puts the decoder's warnings after its own line; the 'warning' events may add more.
+    const w = lines([...lines(m).filter((l) => !/Warning treated as error/.test(l)), ...warnings].join('\n')).slice(0, 3);
+    const what = w.length ? `damaged image data (${w.join('; ')})` : 'damaged image data (the decoder warned without details)';
+    return `${what}; pass strict: false to decode what is readable`;
   }
+  m = lines(m).slice(-3).join('; ');
   const header = /^Input (?:buffer|file) has corrupt header:?\s*(.*)$/s.exec(m);
   if (header) return header[1] ? `corrupt or truncated header (${header[1].trim()})` : 'corrupt header (the decoder gave no detail)';
   if (/unsupported image format/i.test(m)) return 'not an image the decoder can read (an unsupported variant, or a corrupt header)';
