@@ -38,7 +38,7 @@ export { DfdetError, isDfdetError, type ErrorCode } from './errors';
 export { Model, buildModule, setThreads, tensor, type ModelLoadOptions, type ModelDType, type RunOptions } from './model';
 export { Batcher, type BatcherOptions, type BatchEvent, type BatchStats } from './batcher';
 export { decodeImage, type RgbImage, type DecodeImageOptions } from './media/image';
-export { sampleFrames, probeVideo, type SamplingStrategy, type VideoProbe, type VideoFrame } from './media/video';
+export { sampleFrames, iterateFrames, probeVideo, type SamplingStrategy, type VideoProbe, type VideoFrame } from './media/video';
 export { clipTransform } from './media/transform';
 export { detectFaces, type DetectFacesOptions } from './faces/blazeface';
 export type { Face, FaceBox, FaceKeypoints, Point } from './faces/types';

@@ -5,7 +5,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import type { AddressInfo } from 'node:net';
-import { probeVideo, sampleFrames, iterateFrames, uniformIndices, probeVideoBuffer } from '../lib/media/video';
+import { probeVideo, sampleFrames, iterateFrames } from '../lib/media/video';
+import { makePlan } from '../lib/media/video/plan';
 import type { RgbImage } from '../lib/media/image';
 import type { DfdetError, ErrorCode } from '../lib/errors';
 import { expectDfdetError } from './helpers/errors';
@@ -77,7 +78,12 @@ afterAll(() => {
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
-describe('uniformIndices', () => {
+/** The frame indices the `uniform` strategy plans (through the real plan). */
+function uniformIndices(frameCount: number, count: number): number[] {
+  return makePlan({ kind: 'uniform', count }, { frameCount, durationSec: 0, startTimeSec: 0 }, Infinity).indices!;
+}
+
+describe('uniform plan', () => {
   it('equals np.linspace(0, n - 1, count).astype(int)', () => {
     expect(uniformIndices(250, 7)).toEqual([0, 41, 83, 124, 166, 207, 249]);
     expect(uniformIndices(300, 32).length).toBe(32);
@@ -114,7 +120,7 @@ describe.skipIf(!haveFfmpeg)('probeVideo', () => {
   });
 
   it('accepts a Buffer', async () => {
-    const p = await probeVideoBuffer(fs.readFileSync(bits));
+    const p = await probeVideo(fs.readFileSync(bits));
     expect(p.frameCount).toBe(250);
   });
 });

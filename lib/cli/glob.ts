@@ -44,8 +44,9 @@ export function segmentRegExp(segment: string): RegExp {
 }
 
 /**
- * Files matching `pattern`, sorted. Folders named by `**` are walked without following symlinked
- * folders. A pattern that matches nothing gives an empty list.
+ * Files matching `pattern`, sorted. Folders matched by a wildcard or `**` are walked without
+ * following symlinked folders, whatever their name (`d/*.jpg` skips `d/root.jpg -> /`); symlinks to
+ * files match. A pattern that matches nothing gives an empty list.
  */
 export async function expandGlob(pattern: string): Promise<string[]> {
   const abs = path.isAbsolute(pattern);
@@ -67,7 +68,6 @@ export async function expandGlob(pattern: string): Promise<string[]> {
       return [];
     }
   };
-  const isDir = async (e: fs.Dirent, p: string): Promise<boolean> => e.isDirectory() || (e.isSymbolicLink() && (await fs.promises.stat(p).catch(() => null))?.isDirectory() === true);
   const isFile = async (e: fs.Dirent, p: string): Promise<boolean> => e.isFile() || (e.isSymbolicLink() && (await fs.promises.stat(p).catch(() => null))?.isFile() === true);
   const join = (dir: string, name: string): string => (dir === '.' && !abs ? name : path.join(dir, name));
 
@@ -104,7 +104,7 @@ export async function expandGlob(pattern: string): Promise<string[]> {
       const p = join(dir, e.name);
       if (last) {
         if (await isFile(e, p)) add(p);
-      } else if (await isDir(e, p)) await walk(p, k + 1);
+      } else if (e.isDirectory()) await walk(p, k + 1);
     }
   };
   const add = (p: string): void => {

@@ -95,9 +95,10 @@ function faceGeometry(f: Face, scale: number, track?: number): FaceGeometry {
  */
 export async function prepareFaces(source: MediaSource, ctx: PipelineContext, settings: PrepareSettings, signal?: AbortSignal): Promise<PreparedFaces> {
   const o = ctx.options;
-  // Not started yet: an aborted call decodes nothing (decodeImage takes no signal).
+  // Not started yet: an aborted call decodes nothing.
   throwIfAborted(signal);
-  const input = source.path ?? source.bytes!;
+  // A video stream is spooled by the decoder (sniffed, not read, by the input stage).
+  const input = source.path ?? source.bytes ?? source.stream!;
   const t0 = performance.now();
   let images: RgbImage[];
   let frames: FrameMeta[];
@@ -112,14 +113,15 @@ export async function prepareFaces(source: MediaSource, ctx: PipelineContext, se
       maxPixels: o.maxPixels,
       maxFrameSide: o.maxFrameSide,
       maxTotalBytes: o.maxVideoBytes,
+      name: source.name,
     });
     images = v.frames.map((f) => f.image);
     frames = v.frames.map((f) => ({ index: f.index, timestampSec: f.timestampSec }));
     partial = v.partial;
     // Frames may arrive scaled down (maxFrameSide): results report geometry in source pixels.
-    if (images.length > 0 && images[0]!.width < v.probe.width) toSource = v.probe.width / images[0]!.width;
+    toSource = v.frames[0]?.scale ?? 1;
   } else {
-    images = [await decodeImage(input, { maxPixels: o.maxPixels })];
+    images = [await decodeImage(input, { maxPixels: o.maxPixels, name: source.name, signal })];
     frames = [{ index: 0, timestampSec: 0 }];
   }
   throwIfAborted(signal);

@@ -81,7 +81,8 @@ export async function sourcesOf(input: DetectInput, index: number, signal: Abort
   // Only a stream may block for ever; paths and bytes resolve, and dispose() waits for them.
   if (readsStream(input)) stops.push({ signal: disposing, code: 'DISPOSED' });
   try {
-    return await raceStops(resolveInput(input), stops);
+    // The reader itself stops too (and destroys the stream), not only this call's wait for it.
+    return await raceStops(resolveInput(input, { signal: stops.length ? AbortSignal.any(stops.map((x) => x.signal)) : undefined }), stops);
   } catch (e) {
     return [{ name: inputName(input, index), error: toResultError(e) }];
   }

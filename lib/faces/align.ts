@@ -30,7 +30,7 @@
  * centres on integers) by subtracting 0.5, so the matrix and the warp are those of OpenCV.
  */
 import { DfdetError, invalidParameter } from '../errors';
-import type { RgbImage } from '../media/image';
+import type { RgbImage } from '../media/rgb';
 import type { Face, Point } from './types';
 
 /** Options of {@link cropFace}. */

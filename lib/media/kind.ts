@@ -25,16 +25,6 @@ export function mediaKindFromPath(p: string): MediaKind {
   return 'unknown';
 }
 
-/** True when the path has an image extension. */
-export function isImagePath(p: string): boolean {
-  return mediaKindFromPath(p) === 'image';
-}
-
-/** True when the path has a video extension. */
-export function isVideoPath(p: string): boolean {
-  return mediaKindFromPath(p) === 'video';
-}
-
 function ascii(b: Uint8Array, start: number, len: number): string {
   return String.fromCharCode(...b.subarray(start, start + len));
 }

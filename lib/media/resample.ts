@@ -11,7 +11,7 @@
  * Only the pixels of an optional output crop are computed; every output pixel depends only on its
  * own input window, so cropping after a full resize gives the very same bytes.
  */
-import type { RgbImage } from './image';
+import { checkRgbImage, type RgbImage } from './rgb';
 import { invalidParameter } from '../errors';
 
 /** Resampling filter, as in Pillow: `'bicubic'` (a = -0.5, support 2) or `'bilinear'` (triangle, support 1). */
@@ -117,17 +117,6 @@ function coeffsFor(inSize: number, outSize: number, filter: ResampleFilter): Axi
   return c;
 }
 
-function checkImage(image: RgbImage): void {
-  if (!image || typeof image !== 'object') invalidParameter('image', 'an RgbImage object', image);
-  const { data, width, height } = image;
-  if (!Number.isInteger(width) || width < 1) invalidParameter('image.width', 'a positive integer', width);
-  if (!Number.isInteger(height) || height < 1) invalidParameter('image.height', 'a positive integer', height);
-  if (!(data instanceof Uint8Array)) invalidParameter('image.data', 'a Uint8Array', data);
-  if (data.length !== width * height * 3) {
-    invalidParameter('image.data.length', `width * height * 3 = ${width * height * 3}`, data.length);
-  }
-}
-
 /**
  * Resize an RGB image to `outWidth` x `outHeight` exactly as Pillow's `Image.resize` does for an
  * 8-bit RGB image, and return only the `crop` part of the result (default: all of it).
@@ -148,7 +137,7 @@ export function resizeRgb(
   crop?: CropRect,
   out?: Uint8Array,
 ): RgbImage {
-  checkImage(image);
+  checkRgbImage(image);
   if (!Number.isInteger(outWidth) || outWidth < 1) invalidParameter('outWidth', 'a positive integer', outWidth);
   if (!Number.isInteger(outHeight) || outHeight < 1) invalidParameter('outHeight', 'a positive integer', outHeight);
   if (filter !== 'bicubic' && filter !== 'bilinear') invalidParameter('filter', "one of 'bicubic', 'bilinear'", filter);

@@ -12,8 +12,8 @@
  *
  * Output: one contiguous float32 NCHW tensor for the batch.
  */
-import type { RgbImage } from './image';
 import { resizeRgb, type ResampleFilter } from './resample';
+import type { RgbImage } from './rgb';
 import { invalidParameter } from '../errors';
 
 /** Options of {@link clipTransform}. */

@@ -92,7 +92,7 @@ export function registerDetect(program: Command): void {
   const cmd = program
     .command('detect')
     .description('score images and videos (files, folders, quoted globs, or paths on stdin) for deepfaked faces')
-    .argument('[paths...]', "files, folders (recursive), quoted globs ('data/**/*.jpg'), or - to read paths from stdin")
+    .argument('[paths...]', "files, folders (recursive; symlinked folders inside are not followed), quoted globs ('data/**/*.jpg'; same), or - to read paths from stdin")
     .option('--stdin', 'read paths from stdin, one per line (same as -)')
     .option('--json', 'NDJSON: one JSON object per input, as each finishes (default when stdout is not a terminal)')
     .option('--csv', `CSV: a header, then one row per input as each finishes (columns: ${CSV_COLUMNS.join(', ')})`)
