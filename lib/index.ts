@@ -36,6 +36,7 @@ export { DETECTOR_DEFAULTS, DETECTOR_RULES, resolveDetectorOptions, resolveCallO
 export type { DetectInput, DescribedInput, MediaSource } from './inputs';
 export { DfdetError, isDfdetError, type ErrorCode } from './errors';
 export { Model, buildModule, setThreads, tensor, type ModelLoadOptions, type ModelDType, type RunOptions } from './model';
+export { runtimeInfo } from './native';
 export { Batcher, type BatcherOptions, type BatchEvent, type BatchStats } from './batcher';
 export { decodeImage, type RgbImage, type DecodeImageOptions } from './media/image';
 export { sampleFrames, iterateFrames, probeVideo, type SamplingStrategy, type VideoProbe, type VideoFrame } from './media/video';

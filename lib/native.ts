@@ -57,6 +57,14 @@ export function nativeLoadReport(): LoadReport {
 let version: string | undefined;
 
 /**
+ * What the loaded addon runs on: libtorch version and build configuration, threads, CUDA, the BLAS
+ * libraries really mapped into the process. Loads the addon (NATIVE_LOAD_FAILED when none loads).
+ */
+export function runtimeInfo(): Binding.NativeRuntimeInfo {
+  return native().runtimeInfo();
+}
+
+/**
  * The libtorch version the addon was built against. Cached: runtimeInfo() also formats libtorch's
  * build configuration and scans the process's mapped libraries, which a model load need not repeat.
  */

@@ -186,18 +186,18 @@ describe('installing the release on a machine without compilers', () => {
     expect(row.pFake).toBeLessThanOrEqual(1);
     expect(row.faces.length).toBeGreaterThan(0);
 
-    fs.writeFileSync(path.join(dir, 'cjs.cjs'), "const d = require('dfdet'); console.log(typeof d.Detector, typeof d.native().runtimeInfo().torchVersion);\n");
+    fs.writeFileSync(path.join(dir, 'cjs.cjs'), "const d = require('dfdet'); console.log(typeof d.Detector, typeof d.runtimeInfo().torchVersion);\n");
     const cjs = await run('node', ['cjs.cjs'], dir);
     expect(cjs.stdout.trim(), cjs.stderr).toBe('function string');
     fs.writeFileSync(
       path.join(dir, 'esm.mjs'),
       [
-        "import { Detector, native } from 'dfdet';",
+        "import { Detector, runtimeInfo } from 'dfdet';",
         "import * as ns from 'dfdet';",
         "import { createRequire } from 'node:module';",
         "const cjs = createRequire(import.meta.url)('dfdet');",
         'const missing = Object.keys(cjs).filter((k) => !(k in ns));',
-        "console.log(typeof Detector, Detector === cjs.Detector, missing.join(',') || 'none', typeof native().runtimeInfo().torchVersion);",
+        "console.log(typeof Detector, Detector === cjs.Detector, missing.join(',') || 'none', typeof runtimeInfo().torchVersion);",
       ].join('\n'),
     );
     const esm = await run('node', ['esm.mjs'], dir);
@@ -220,7 +220,7 @@ describe('installing the release on a machine without compilers', () => {
     const dir = freshProject('no-scripts');
     const install = await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', ...tarballs], dir);
     expect(install.status, install.stderr).toBe(0);
-    const r = await run('node', ['-e', "const d = require('dfdet'); d.native(); console.log(require('dfdet/package.json').name, d.native().runtimeInfo().torchVersion)"], dir);
+    const r = await run('node', ['-e', "const d = require('dfdet'); console.log(require('dfdet/package.json').name, d.runtimeInfo().torchVersion)"], dir);
     expect(r.stdout.trim(), r.stderr).toMatch(/^dfdet \d+\.\d+/);
   }, 300_000);
 

@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Detector } from '../lib/detector';
 import { initModel } from '../lib/detector-model/init';
+import { METADATA_FILE } from '../lib/detector-model/metadata';
 import { BLAZEFACE_MODEL_PATH } from '../lib/faces/blazeface';
 import { auroc } from '../lib/eval/metrics';
 import { scanDataset } from '../lib/eval/dataset';
@@ -100,8 +101,8 @@ describe.skipIf(!photos)('train()', () => {
     expect(after).toBeCloseTo(log.epochs[log.bestEpoch - 1]!.valAuroc, 5);
     expect(Math.max(...log.epochs.map((e) => e.valAuroc))).toBe(log.epochs[log.bestEpoch - 1]!.valAuroc);
 
-    const m = await Model.load(out);
-    const meta = JSON.parse(m.info.extraFiles['dfdet.json']!) as {
+    const m = await Model.load(out, { extraFiles: [METADATA_FILE] });
+    const meta = JSON.parse(m.info.extraFiles[METADATA_FILE]!) as {
       format: string;
       source: { kind: string };
       training: { base: { file: string; source: { kind: string } }; hyperparameters: Record<string, unknown>; data: { rows: number } };
