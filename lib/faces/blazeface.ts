@@ -67,11 +67,23 @@ export interface DetectFacesOptions {
   /** Keep at most this many faces per image, highest score first (default: all). */
   maxFaces?: number;
   /**
+   * Search frames in tiles as well when `minFaceSize` asks for it (default true); false runs the
+   * whole-frame pass alone (one input per image, as before tiling existed).
+   */
+  tiling?: boolean;
+  /**
    * Model inputs (whole frames and tiles) per model run (default 16); an image's inputs stay in one
    * run unless they alone are more. Larger batches use more memory, not less time per input.
    */
   batchSize?: number;
 }
+
+/**
+ * Faces whose box is below this fraction of `minFaceSize` are dropped: at small sizes BlazeFace draws
+ * the box of a face `w` px wide ~0.85-1.0 w wide (measured in test/faces-tiles.test.ts), so a face of
+ * `minFaceSize` is kept.
+ */
+const MIN_BOX_RATIO = 0.75;
 
 const KEYPOINT_NAMES: (keyof FaceKeypoints)[] = ['rightEye', 'leftEye', 'nose', 'mouth', 'rightEar', 'leftEar'];
 
@@ -191,10 +203,11 @@ export async function detectFaces(model: TensorRunner, images: readonly RgbImage
   const minFaceSize = numberOption(opts.minFaceSize, 'minFaceSize', 0, Number.MAX_VALUE, DETECTOR_DEFAULTS.minFaceSize);
   const maxFaces = opts.maxFaces === undefined ? Infinity : integerOption(opts.maxFaces, 'maxFaces', 1, 1);
   const batchSize = integerOption(opts.batchSize, 'batchSize', 1, 16);
+  if (opts.tiling !== undefined && typeof opts.tiling !== 'boolean') invalidParameter('tiling', 'a boolean', opts.tiling);
 
   const S = BLAZEFACE_INPUT_SIZE;
   const per = 3 * S * S;
-  const plans = images.map((im) => planTiles(im.width, im.height, minFaceSize));
+  const plans = images.map((im) => planTiles(im.width, im.height, opts.tiling === false ? Infinity : minFaceSize));
   const inputs = plans.flatMap((p, frame) => p.tiles.map((tile) => ({ frame, tile })));
   const cands: RawDetection[][] = images.map(() => []);
   // Each frame's pyramid levels, resized when its first input is written, dropped after its last.
@@ -252,7 +265,7 @@ function facesOf(cands: RawDetection[], iouThreshold: number, minFaceSize: numbe
   const faces: Face[] = [];
   for (const d of weightedNms(cands, iouThreshold)) {
     const box = { x: d.x1, y: d.y1, width: d.x2 - d.x1, height: d.y2 - d.y1 };
-    if (Math.max(box.width, box.height) < minFaceSize) continue;
+    if (Math.max(box.width, box.height) < MIN_BOX_RATIO * minFaceSize) continue;
     const kp = {} as FaceKeypoints;
     KEYPOINT_NAMES.forEach((name, k) => {
       kp[name] = [d.keypoints[2 * k]!, d.keypoints[2 * k + 1]!];

@@ -3,31 +3,32 @@
  * detection in one of them maps back to source pixels.
  *
  * BlazeFace-back sees the whole frame letterboxed to 256 px, so in a 1280x720 frame a 40 px face
- * shrinks to 8 px, below what the model finds reliably. Measured on faces pasted from Debian's two
- * photos into 256 px inputs: recall 0.28 at 8 px, 0.69 at 10 px, 0.94 at 12 px, 0.97 at 14 px,
- * 1.0 from 16 px ({@link MIN_MODEL_FACE} = 12). A frame is therefore also cut, at a larger
- * scale, into overlapping 256 px tiles:
+ * shrinks to 8 px, below what the model finds reliably. Measured on 1280x720 frames made from
+ * Debian's photos (test/faces-tiles.test.ts), with tiles at a scale where a 24 px face is 12, 14
+ * and 16 model px: recall of 28 px faces 0.67, 0.83, 0.95; of 24 px faces 0.40, 0.57, 0.76. So
+ * {@link MIN_MODEL_FACE} = 16, and a frame is also cut, at a larger scale, into overlapping tiles:
  *
- * - Level 0 scales the frame by `MIN_MODEL_FACE / minFaceSize` (never up), so that a face of
- *   `minFaceSize` source pixels is 12 px in the model; each further level is 4x coarser, until a
- *   level would be no larger than the whole-frame letterbox, which always runs last.
+ * - Level 0 scales the frame by `16 / minFaceSize` (never up), so that a face of `minFaceSize`
+ *   source pixels is 16 px in the model; each further level is 4x coarser, until a level would be
+ *   no larger than the whole-frame letterbox, which always runs last.
  * - Tiles overlap by {@link TILE_OVERLAP} = 64 model px: every face up to 64 px at a level lies
- *   wholly inside one of its tiles, and the next coarser level (4x smaller) sees faces from 48 px of
- *   this level upwards at >= 12 px. Detections cut by a tile's inner edge are dropped (the tile
- *   next to it holds the whole face).
- * - No tiling at all when the whole frame already shows a `minFaceSize` face at >= 12 px, i.e.
- *   when `max(width, height) <= 256 * minFaceSize / 12` (512 px for the default 24): photos and
- *   small frames cost one model input, as before.
+ *   wholly inside one of its tiles, and the next coarser level (at most 4x smaller) sees faces from
+ *   64 px of this level at >= 16 px. Detections cut by a tile's inner edge are dropped (the tile
+ *   next to it holds the whole face), and each level keeps only the face sizes it answers for
+ *   ({@link TileLevel.minFace}, {@link TileLevel.maxFace}).
+ * - No tiling at all when the whole frame already shows a `minFaceSize` face at >= 16 px, i.e.
+ *   when `max(width, height) <= 256 * minFaceSize / 16` (384 px for the default 24): photos and
+ *   small frames cost one model input, as before; a larger `minFaceSize` means fewer tiles.
  *
- * A 1280x720 frame with the default `minFaceSize` 24 becomes 3x2 tiles of 512 source px (a
- * 640x360 level) plus the whole frame: 7 model inputs.
+ * A 1280x720 frame with the default `minFaceSize` 24 becomes 5x3 tiles of 384 source px (an
+ * 853x480 level) plus the whole frame: 16 model inputs (at `minFaceSize` 40: 3x2 + 1 = 7).
  */
 import type { RgbImage } from '../media/image';
 
 /** Side of the square model input (BlazeFace-back). */
 const S = 256;
-/** Smallest face side, in model-input pixels, that BlazeFace-back finds reliably (measured; see above). */
-export const MIN_MODEL_FACE = 12;
+/** Smallest face side, in model-input pixels, that BlazeFace-back finds reliably in tiles (measured; see above). */
+export const MIN_MODEL_FACE = 16;
 /** Overlap of neighbouring tiles in model-input pixels. */
 export const TILE_OVERLAP = 64;
 /** Scale ratio between successive tile levels. */
@@ -40,6 +41,15 @@ export interface TileLevel {
   /** Source pixels per level pixel along x and y. */
   scaleX: number;
   scaleY: number;
+  /**
+   * The face sizes this level answers for, in source pixels (longer box side): detections outside
+   * are dropped. A tiled level answers up to 1.25 x {@link TILE_OVERLAP} model px (larger faces may
+   * be cut by its tiles; the next level sees them at >= 16 px); the next level from the largest
+   * face this one holds wholly in a tile. So a coarse level's loose boxes around small faces (or
+   * around groups of them), which the tiles see sharply, do not survive as false positives.
+   */
+  minFace: number;
+  maxFace: number;
 }
 
 /** One model input: a rectangle of a level's image placed into the 256x256 input. */
@@ -69,8 +79,12 @@ function windows(total: number, size: number, overlap: number): number[] {
   return Array.from({ length: n }, (_, i) => Math.round((i * (total - size)) / (n - 1)));
 }
 
-function level(width: number, height: number, w: number, h: number): TileLevel {
-  return { width: w, height: h, scaleX: width / w, scaleY: height / h };
+function level(width: number, height: number, w: number, h: number, finer: TileLevel | undefined, last: boolean): TileLevel {
+  const scaleX = width / w;
+  const scaleY = height / h;
+  const minFace = finer ? TILE_OVERLAP * Math.max(finer.scaleX, finer.scaleY) : 0;
+  const maxFace = last ? Infinity : 1.25 * TILE_OVERLAP * Math.max(scaleX, scaleY);
+  return { width: w, height: h, scaleX, scaleY, minFace, maxFace };
 }
 
 /**
@@ -86,7 +100,7 @@ export function planTiles(width: number, height: number, minFaceSize: number): T
   for (let s = Math.min(1, MIN_MODEL_FACE / Math.max(minFaceSize, 1e-9)); long * s > S; s /= LEVEL_RATIO) {
     const lw = Math.max(1, Math.round(width * s));
     const lh = Math.max(1, Math.round(height * s));
-    const index = levels.push(level(width, height, lw, lh)) - 1;
+    const index = levels.push(level(width, height, lw, lh, levels[levels.length - 1], false)) - 1;
     for (const y of windows(lh, S, TILE_OVERLAP)) {
       for (const x of windows(lw, S, TILE_OVERLAP)) {
         const w = Math.min(S, lw);
@@ -99,7 +113,7 @@ export function planTiles(width: number, height: number, minFaceSize: number): T
   const s = S / long;
   const w = Math.min(S, Math.max(1, Math.round(width * s)));
   const h = Math.min(S, Math.max(1, Math.round(height * s)));
-  const index = levels.push(level(width, height, w, h)) - 1;
+  const index = levels.push(level(width, height, w, h, levels[levels.length - 1], true)) - 1;
   tiles.push({ level: index, x: 0, y: 0, width: w, height: h, left: Math.floor((S - w) / 2), top: Math.floor((S - h) / 2) });
   return { levels, tiles };
 }
@@ -137,7 +151,8 @@ export interface TileDetection {
 /**
  * Map a detection of `tile` back to source pixels, or null when its box crosses an inner edge of
  * the tile (an edge inside the level image): such a face is cut, and the overlapping tile next to
- * it (or a coarser level) holds it whole. The whole-frame tile has no inner edges.
+ * it (or a coarser level) holds it whole. The whole-frame tile has no inner edges. Null too when
+ * its size is outside the level's {@link TileLevel.minFace}..{@link TileLevel.maxFace}.
  */
 export function tileToSource<T extends TileDetection>(d: T, tile: Tile, lv: TileLevel): T | null {
   const x1 = d.x1 - tile.left;
@@ -146,6 +161,8 @@ export function tileToSource<T extends TileDetection>(d: T, tile: Tile, lv: Tile
   const y2 = d.y2 - tile.top;
   if ((tile.x > 0 && x1 < 0) || (tile.y > 0 && y1 < 0)) return null;
   if ((tile.x + tile.width < lv.width && x2 > tile.width) || (tile.y + tile.height < lv.height && y2 > tile.height)) return null;
+  const size = Math.max((x2 - x1) * lv.scaleX, (y2 - y1) * lv.scaleY);
+  if (size < lv.minFace || size > lv.maxFace) return null;
   const mx = (v: number) => (v - tile.left + tile.x) * lv.scaleX;
   const my = (v: number) => (v - tile.top + tile.y) * lv.scaleY;
   return { ...d, x1: mx(d.x1), y1: my(d.y1), x2: mx(d.x2), y2: my(d.y2), keypoints: d.keypoints.map((v, k) => (k % 2 === 0 ? mx(v) : my(v))) };
