@@ -40,7 +40,7 @@ export interface CropOptions {
 }
 
 /** The Detector's defaults. */
-export const DEFAULT_CROP: Omit<CropOptions, 'faces' | 'input'> = { frames: 32, crop: 'align', cropScale: 1.3, cropSize: 256, faceThreshold: 0.5, minFaceSize: 20 };
+export const DEFAULT_CROP: Omit<CropOptions, 'faces' | 'input'> = { frames: 32, crop: 'align', cropScale: 1.3, cropSize: 256, faceThreshold: 0.5, minFaceSize: 24 };
 
 /** A set of cached crops: rows of `3·size·size` float32 values with their labels. */
 export interface CropSet {
