@@ -34,14 +34,17 @@ function tiledLevels(plan: TilePlan) {
 }
 
 describe('planTiles', () => {
-  it('1280x720 at the default 24 px: 5x3 tiles of an 853x480 level, then the whole frame', () => {
+  it('1280x720 at the default 24 px: 4x2 tiles of an 853x480 level, 2 of a 427x240 level, then the whole frame', () => {
     const plan = planTiles(1280, 720, 24);
-    expect(plan.tiles.length).toBe(16);
-    expect(plan.levels.map((l) => [l.width, l.height])).toEqual([[853, 480], [256, 144]]);
-    expect(plan.tiles.slice(0, 5).map((t) => t.x)).toEqual([0, 149, 299, 448, 597]);
-    expect(plan.tiles.filter((t) => t.x === 0 && t.level === 0).map((t) => t.y)).toEqual([0, 112, 224]);
+    expect(plan.tiles.length).toBe(11);
+    expect(plan.levels.map((l) => [l.width, l.height])).toEqual([[853, 480], [427, 240], [256, 144]]);
+    expect(plan.tiles.slice(0, 8).map((t) => [t.x, t.y])).toEqual([[0, 0], [199, 0], [398, 0], [597, 0], [0, 224], [199, 224], [398, 224], [597, 224]]);
+    expect(plan.tiles.slice(8, 10)).toEqual([
+      { level: 1, x: 0, y: 0, width: 256, height: 240, left: 0, top: 8 },
+      { level: 1, x: 171, y: 0, width: 256, height: 240, left: 0, top: 8 },
+    ]);
     // the last input is exactly the whole-frame letterbox
-    expect(plan.tiles[15]).toEqual({ level: 1, x: 0, y: 0, width: 256, height: 144, left: 0, top: 56 });
+    expect(plan.tiles[10]).toEqual({ level: 2, x: 0, y: 0, width: 256, height: 144, left: 0, top: 56 });
   });
 
   it(`no tiling where the whole frame already shows a minFaceSize face at ${MIN_MODEL_FACE} model px`, () => {
@@ -81,23 +84,24 @@ describe('planTiles', () => {
   it('maps tile detections back to source pixels and drops those cut by an inner edge or out of its size range', () => {
     const plan = planTiles(1280, 720, 24);
     const lv = plan.levels[0]!;
-    const mid = plan.tiles[6]!; // (149, 112): inner edges on all four sides
-    expect([mid.x, mid.y]).toEqual([149, 112]);
+    const mid = plan.tiles[1]!; // (199, 0): inner edges left, right and below; the frame's edge above
+    expect([mid.x, mid.y]).toEqual([199, 0]);
     const d = { score: 0.9, x1: 10, y1: 20, x2: 30, y2: 40, keypoints: [15, 25] };
     const m = tileToSource(d, mid, lv)!;
-    const want = [(149 + 10) * lv.scaleX, (112 + 20) * lv.scaleY, (149 + 30) * lv.scaleX, (112 + 40) * lv.scaleY, (149 + 15) * lv.scaleX, (112 + 25) * lv.scaleY];
+    const want = [(199 + 10) * lv.scaleX, 20 * lv.scaleY, (199 + 30) * lv.scaleX, 40 * lv.scaleY, (199 + 15) * lv.scaleX, 25 * lv.scaleY];
     [m.x1, m.y1, m.x2, m.y2, ...m.keypoints].forEach((v, i) => expect(v).toBeCloseTo(want[i]!, 9));
     expect(m.score).toBe(0.9);
     expect(tileToSource({ ...d, x1: -1 }, mid, lv)).toBeNull();
+    expect(tileToSource({ ...d, x2: 257 }, mid, lv)).toBeNull();
     expect(tileToSource({ ...d, y2: 257 }, mid, lv)).toBeNull();
-    // a face larger than this level answers for (1.25 x 64 model px)
-    expect(tileToSource({ ...d, x2: 10 + 81 }, mid, lv)).toBeNull();
-    // the top-left tile's top and left edges are the frame's: faces cut there are kept
-    expect(tileToSource({ ...d, x1: -3, y1: -3 }, plan.tiles[0]!, lv)).not.toBeNull();
-    // the whole frame: letterbox padding undone; it answers for faces from 64 px of the finer level (96 source px)
-    const whole = plan.tiles[15]!;
-    expect(tileToSource({ ...d, x1: 10, x2: 30, y1: 56, y2: 76 }, whole, plan.levels[1]!)).toMatchObject({ x1: 50, y1: 0, x2: 150, y2: 100 });
-    expect(tileToSource({ ...d, x1: 10, x2: 28, y1: 56, y2: 74 }, whole, plan.levels[1]!)).toBeNull();
+    // cut by the frame's own edge: kept
+    expect(tileToSource({ ...d, y1: -3, y2: 30 }, mid, lv)).not.toBeNull();
+    // a face larger than this level answers for (1.25 x 32 model px)
+    expect(tileToSource({ ...d, x2: 10 + 41 }, mid, lv)).toBeNull();
+    // the whole frame: letterbox padding undone; it answers for faces from 32 px of the finer level (96 source px)
+    const whole = plan.tiles[10]!;
+    expect(tileToSource({ ...d, x1: 10, x2: 30, y1: 56, y2: 76 }, whole, plan.levels[2]!)).toMatchObject({ x1: 50, y1: 0, x2: 150, y2: 100 });
+    expect(tileToSource({ ...d, x1: 10, x2: 28, y1: 56, y2: 74 }, whole, plan.levels[2]!)).toBeNull();
   });
 });
 

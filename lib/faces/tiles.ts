@@ -9,19 +9,21 @@
  * {@link MIN_MODEL_FACE} = 16, and a frame is also cut, at a larger scale, into overlapping tiles:
  *
  * - Level 0 scales the frame by `16 / minFaceSize` (never up), so that a face of `minFaceSize`
- *   source pixels is 16 px in the model; each further level is 4x coarser, until a level would be
+ *   source pixels is 16 px in the model; each further level is 2x coarser, until a level would be
  *   no larger than the whole-frame letterbox, which always runs last.
- * - Tiles overlap by {@link TILE_OVERLAP} = 64 model px: every face up to 64 px at a level lies
- *   wholly inside one of its tiles, and the next coarser level (at most 4x smaller) sees faces from
- *   64 px of this level at >= 16 px. Detections cut by a tile's inner edge are dropped (the tile
+ * - Tiles overlap by {@link TILE_OVERLAP} = 32 model px: every face up to 32 px at a level lies
+ *   wholly inside one of its tiles, and the next coarser level (at most 2x smaller) sees faces from
+ *   32 px of this level at >= 16 px. (Overlap 64 with 4x levels found the same faces with ~1.5x
+ *   the inputs at 1280x720: the overlap is paid in every tile, a coarse level's tiles are few.) Detections cut by a tile's inner edge are dropped (the tile
  *   next to it holds the whole face), and each level keeps only the face sizes it answers for
  *   ({@link TileLevel.minFace}, {@link TileLevel.maxFace}).
  * - No tiling at all when the whole frame already shows a `minFaceSize` face at >= 16 px, i.e.
  *   when `max(width, height) <= 256 * minFaceSize / 16` (384 px for the default 24): photos and
  *   small frames cost one model input, as before; a larger `minFaceSize` means fewer tiles.
  *
- * A 1280x720 frame with the default `minFaceSize` 24 becomes 5x3 tiles of 384 source px (an
- * 853x480 level) plus the whole frame: 16 model inputs (at `minFaceSize` 40: 3x2 + 1 = 7).
+ * A 1280x720 frame with the default `minFaceSize` 24 becomes 4x2 tiles of 384 source px (an
+ * 853x480 level), 2 tiles of a 427x240 level and the whole frame: 11 model inputs (at
+ * `minFaceSize` 40: 3x2 + 1 = 7; at 80 or more: 1).
  */
 import type { RgbImage } from '../media/image';
 
@@ -30,9 +32,9 @@ const S = 256;
 /** Smallest face side, in model-input pixels, that BlazeFace-back finds reliably in tiles (measured; see above). */
 export const MIN_MODEL_FACE = 16;
 /** Overlap of neighbouring tiles in model-input pixels. */
-export const TILE_OVERLAP = 64;
+export const TILE_OVERLAP = 32;
 /** Scale ratio between successive tile levels. */
-const LEVEL_RATIO = 4;
+const LEVEL_RATIO = 2;
 
 /** One pyramid level: the frame resized to `width` x `height`. */
 export interface TileLevel {
@@ -44,7 +46,7 @@ export interface TileLevel {
   /**
    * The face sizes this level answers for, in source pixels (longer box side): detections outside
    * are dropped. A tiled level answers up to 1.25 x {@link TILE_OVERLAP} model px (larger faces may
-   * be cut by its tiles; the next level sees them at >= 16 px); the next level from the largest
+   * be cut by its tiles; the next level sees them at >= 20 px); the next level from the largest
    * face this one holds wholly in a tile. So a coarse level's loose boxes around small faces (or
    * around groups of them), which the tiles see sharply, do not survive as false positives.
    */
