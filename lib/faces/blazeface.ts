@@ -72,9 +72,10 @@ export interface DetectFacesOptions {
    */
   tiling?: boolean;
   /**
-   * Model inputs (whole frames and tiles) per model run (default 8); an image's inputs stay in one
-   * run unless they alone are more. Larger batches use more memory, not less time per input (with
-   * libtorch 1.13 on CPU, runs of 16 took ~1.5-2x longer per input than runs of 8).
+   * Model inputs (whole frames and tiles) per model run (default 4); an image's inputs stay in one
+   * run unless they alone are more. Larger batches use more memory, not less time per input: with
+   * libtorch 1.13 on one CPU thread, the fastest per input (best of 8) were runs of 1-4 (11-12 ms),
+   * runs of 8-11 took 16-18 ms, runs of 16 ~2x longer (activations outgrow the caches).
    */
   batchSize?: number;
 }
@@ -203,7 +204,7 @@ export async function detectFaces(model: TensorRunner, images: readonly RgbImage
   const iouThreshold = numberOption(opts.iouThreshold, 'iouThreshold', 0, 1, 0.3);
   const minFaceSize = numberOption(opts.minFaceSize, 'minFaceSize', 0, Number.MAX_VALUE, DETECTOR_DEFAULTS.minFaceSize);
   const maxFaces = opts.maxFaces === undefined ? Infinity : integerOption(opts.maxFaces, 'maxFaces', 1, 1);
-  const batchSize = integerOption(opts.batchSize, 'batchSize', 1, 8);
+  const batchSize = integerOption(opts.batchSize, 'batchSize', 1, 4);
   if (opts.tiling !== undefined && typeof opts.tiling !== 'boolean') invalidParameter('tiling', 'a boolean', opts.tiling);
 
   const S = BLAZEFACE_INPUT_SIZE;
