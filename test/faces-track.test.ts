@@ -107,7 +107,12 @@ describe('tracking real detections', () => {
         Array.from({ length: 8 }, (_, i) => sharp(collage).extract({ left: 40 * i, top: 40, width: 1000, height: 600 }).png().toBuffer().then(loadRgb)),
       );
       const detections = await detectFaces(runner, frames);
-      const tracks = trackFaces(detections);
+      // Tiling (1000 px frames are searched for 24 px faces too) may add a one-frame false
+      // positive (seen: a 56 px box, score 0.60, on the astronaut's suit): tracks of real faces
+      // span several frames.
+      const all = trackFaces(detections);
+      expect(all.filter((t) => t.points.length === 1).length).toBeLessThanOrEqual(1);
+      const tracks = all.filter((t) => t.points.length > 1);
       expect(tracks.length).toBe(2);
       const main = tracks[0];
       expect(main.points.length).toBe(8);

@@ -1,7 +1,7 @@
 /**
- * Benchmark part "media": face detection with BlazeFace through the addon (640x480 frames, one
- * thread and the default thread count, batch 1 and 8; model-only forward against PyTorch on the
- * same file and input), sampling 32 frames of a 720p 10 s clip (against a plain full ffmpeg
+ * Benchmark part "media": face detection with BlazeFace through the addon (640x480 frames, whole
+ * frame, one thread and the default thread count, batch 1 and 8; model-only forward against
+ * PyTorch on the same file and input; tiled 1280x720 frames as ratios to the whole-frame pass), sampling 32 frames of a 720p 10 s clip (against a plain full ffmpeg
  * decode of the clip), and face crops per second (cropFace 'align' 256 px + clipTransform 224)
  * on a real photo.
  */
@@ -11,7 +11,8 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 
 import { cropFace } from '../faces/align';
-import { BLAZEFACE_INPUT_SIZE, BLAZEFACE_MODEL_PATH, detectFaces, letterboxInput, loadFaceDetector } from '../faces/blazeface';
+import { BLAZEFACE_INPUT_SIZE, BLAZEFACE_MODEL_PATH, detectFaces, type DetectFacesOptions, letterboxInput, loadFaceDetector } from '../faces/blazeface';
+import { planTiles } from '../faces/tiles';
 import type { Face } from '../faces/types';
 import { decodeImage, type RgbImage } from '../media/image';
 import { CLIP_MEAN, CLIP_STD, clipTransform } from '../media/transform';
@@ -127,8 +128,8 @@ async function benchDetection(ctx: BenchContext, frame: RgbImage, seconds: numbe
         for (const b of [1, 8]) {
           const imgs = b === 1 ? [frame] : frames8;
           const loadAvg = loadAverage();
-          for (let i = 0; i < warmup; i++) await detectFaces(model, imgs, { batchSize: b });
-          const r = await rate(() => detectFaces(model, imgs, { batchSize: b }), seconds);
+          for (let i = 0; i < warmup; i++) await detectFaces(model, imgs, { batchSize: b, tiling: false });
+          const r = await rate(() => detectFaces(model, imgs, { batchSize: b, tiling: false }), seconds);
           const ms = 1000 / (r.perSec * b);
           results.push({
             part: 'media',
@@ -138,7 +139,7 @@ async function benchDetection(ctx: BenchContext, frame: RgbImage, seconds: numbe
             ...(threads === 1
               ? { reference: { name: 'target', value: DETECT_TARGET_MS }, ratio: ms / DETECT_TARGET_MS, ratioLabel: 'ms/target', target: `<= ${DETECT_TARGET_MS} ms on one core` }
               : {}),
-            details: { threads, batch: b, calls: r.iters, seconds: r.seconds, facesFound: found, loadAverage: loadAvg },
+            details: { threads, batch: b, tiling: false, calls: r.iters, seconds: r.seconds, facesFound: found, loadAverage: loadAvg },
           });
 
           // Model only, taking turns with PyTorch on the same letterboxed input.
@@ -176,6 +177,56 @@ async function benchDetection(ctx: BenchContext, frame: RgbImage, seconds: numbe
     await model.dispose();
   }
   return results;
+}
+
+/**
+ * Tiled detection (lib/faces/tiles.ts) on a 1280x720 frame, one thread: time per frame with the
+ * default minFaceSize (24: 15 tiles + the whole frame) and with 40 (6 tiles + the whole frame),
+ * as ratios to the whole-frame pass alone (`tiling: false`), best of the rounds, in turns so that
+ * load hits all alike.
+ * Videos batch several frames' inputs per run (up to 4 inputs), so a frame's cost is also
+ * measured over 4 frames at once.
+ */
+async function benchTiling(ctx: BenchContext, img: RgbImage): Promise<BenchResult[]> {
+  ctx.log('media: tiled face detection on 1280x720 frames, 1 thread');
+  const frame = await toFrame(img, 1280, 720);
+  const model = await loadFaceDetector();
+  const defaultThreads = native().runtimeInfo().threads;
+  setThreads(1);
+  try {
+    const modes: { name: string; frames: number; opts: DetectFacesOptions }[] = [
+      { name: 'whole frame', frames: 1, opts: { tiling: false } },
+      { name: 'tiled, minFaceSize 24', frames: 1, opts: { minFaceSize: 24 } },
+      { name: 'tiled, minFaceSize 24, 4 frames/call', frames: 4, opts: { minFaceSize: 24 } },
+      { name: 'tiled, minFaceSize 40', frames: 1, opts: { minFaceSize: 40 } },
+    ];
+    const times = modes.map(() => [] as number[]);
+    const rounds = ctx.quick ? 3 : 10;
+    for (let r = -1; r < rounds; r++) {
+      for (const [i, m] of modes.entries()) {
+        const t0 = now();
+        await detectFaces(model, Array.from({ length: m.frames }, () => frame), m.opts);
+        if (r >= 0) times[i]!.push((1000 * (now() - t0)) / m.frames);
+      }
+    }
+    // Best of the rounds: other processes on a shared machine only ever add time.
+    const whole = Math.min(...times[0]!);
+    return modes.map((m, i) => {
+      const ms = Math.min(...times[i]!);
+      const inputs = planTiles(1280, 720, m.opts.tiling === false ? Infinity : m.opts.minFaceSize!).tiles.length;
+      return {
+        part: 'media',
+        name: `detectFaces 1280x720 ${m.name}`,
+        value: ms,
+        unit: 'ms/frame',
+        ...(i > 0 ? { reference: { name: 'whole frame', value: whole }, ratio: ms / whole, ratioLabel: 'x whole frame', target: '<= 3' } : {}),
+        details: { inputsPerFrame: inputs, framesPerCall: m.frames, timesMs: times[i], loadAverage: loadAverage() },
+      };
+    });
+  } finally {
+    setThreads(defaultThreads);
+    await model.dispose();
+  }
 }
 
 async function benchVideo(ctx: BenchContext, rounds: number, seconds: number): Promise<BenchResult[]> {
@@ -246,6 +297,7 @@ export async function benchMedia(ctx: BenchContext, opts: MediaBenchOptions = {}
   }
   const frame = await toFrame(img, 640, 480);
   const results = await benchDetection(ctx, frame, seconds);
+  results.push(...(await benchTiling(ctx, img)));
   results.push(...(await benchVideo(ctx, opts.videoRounds ?? (ctx.quick ? 1 : 3), opts.videoSeconds ?? (ctx.quick ? 2 : 10))));
 
   const model = await loadFaceDetector();

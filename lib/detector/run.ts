@@ -136,7 +136,10 @@ export async function prepareFaces(source: MediaSource, ctx: PipelineContext, se
     faces.push({ face: faceGeometry(f, toSource, track), frame });
   };
   if (ctx.faceModel) {
-    const found = await detectFaces(ctx.faceModel, images, { scoreThreshold: o.faceThreshold, minFaceSize: o.minFaceSize, batchSize: o.batchSize });
+    // minFaceSize is in source pixels; frames may arrive scaled down by toSource. It also decides
+    // whether frames are searched in tiles as well (lib/faces/tiles.ts). BlazeFace batches its own
+    // inputs (the detector's batchSize is the CLIP model's).
+    const found = await detectFaces(ctx.faceModel, images, { scoreThreshold: o.faceThreshold, minFaceSize: o.minFaceSize / toSource });
     throwIfAborted(signal);
     if (source.kind === 'video') {
       tracks = trackFaces(found);

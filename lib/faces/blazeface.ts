@@ -18,7 +18,9 @@ import { packageRoot } from '../native';
 import { isTensor, Model, type ModelLoadOptions } from '../model';
 import { resizeRgb } from '../media/resample';
 import { checkRgbImage, scaleRgb, type RgbImage } from '../media/rgb';
+import { DETECTOR_DEFAULTS } from '../options/detector';
 import { weightedNms, type RawDetection } from './nms';
+import { planTiles, tileToSource, writeTile } from './tiles';
 import type { Face, FaceKeypoints } from './types';
 
 /** Side of the square model input. */
@@ -55,13 +57,34 @@ export interface DetectFacesOptions {
   scoreThreshold?: number;
   /** IoU above which detections are merged by weighted NMS (default 0.3, as MediaPipe). */
   iouThreshold?: number;
-  /** Faces whose box's longer side is below this many source pixels are dropped (default 20). */
+  /**
+   * Smallest face wanted, in source pixels (default 24): faces whose box's longer side is below it
+   * are dropped, and it decides whether tiling runs (see lib/faces/tiles.ts): frames whose whole-frame
+   * letterbox already shows such a face at >= 12 model px run as one input.
+   */
   minFaceSize?: number;
   /** Keep at most this many faces per image, highest score first (default: all). */
   maxFaces?: number;
-  /** Images per model run (default 16). Larger batches use more memory, not less time per image. */
+  /**
+   * Search frames in tiles as well when `minFaceSize` asks for it (default true); false runs the
+   * whole-frame pass alone (one input per image, as before tiling existed).
+   */
+  tiling?: boolean;
+  /**
+   * Model inputs (whole frames and tiles) per model run (default 4); an image's inputs stay in one
+   * run unless they alone are more. Larger batches use more memory, not less time per input: with
+   * libtorch 1.13 on one CPU thread, the fastest per input (best of 8) were runs of 1-4 (11-12 ms),
+   * runs of 8-11 took 16-18 ms, runs of 16 ~2x longer (activations outgrow the caches).
+   */
   batchSize?: number;
 }
+
+/**
+ * Faces whose box is below this fraction of `minFaceSize` are dropped: at small sizes BlazeFace draws
+ * the box of a face `w` px wide ~0.85-1.0 w wide (measured in test/faces-tiles.test.ts), so a face of
+ * `minFaceSize` is kept.
+ */
+const MIN_BOX_RATIO = 0.75;
 
 const KEYPOINT_NAMES: (keyof FaceKeypoints)[] = ['rightEye', 'leftEye', 'nose', 'mouth', 'rightEar', 'leftEar'];
 
@@ -90,7 +113,7 @@ export function letterboxGeometry(width: number, height: number, size = BLAZEFAC
  * Resize `image` to its letterbox size `box.width` x `box.height` with {@link scaleRgb} (libvips,
  * off the event loop). Returns `image` itself when no resize is needed.
  */
-export function letterboxResize(image: RgbImage, box = letterboxGeometry(image.width, image.height)): Promise<RgbImage> {
+export function letterboxResize(image: RgbImage, box: Pick<Letterbox, 'width' | 'height'> = letterboxGeometry(image.width, image.height)): Promise<RgbImage> {
   return scaleRgb(image, box.width, box.height);
 }
 
@@ -101,20 +124,8 @@ export function letterboxResize(image: RgbImage, box = letterboxGeometry(image.w
  * size is resized here synchronously with the Pillow-exact bilinear resize of lib/media/resample.
  */
 export function letterboxInput(image: RgbImage, out: Float32Array, offset: number, box = letterboxGeometry(image.width, image.height)): void {
-  const S = BLAZEFACE_INPUT_SIZE;
-  const plane = S * S;
   const small = box.width === image.width && box.height === image.height ? image : resizeRgb(image, box.width, box.height, 'bilinear');
-  out.fill(-1, offset, offset + 3 * plane);
-  const src = small.data;
-  for (let y = 0; y < box.height; y++) {
-    let o = offset + (y + box.top) * S + box.left;
-    let i = y * box.width * 3;
-    for (let x = 0; x < box.width; x++, o++, i += 3) {
-      out[o] = src[i] / 127.5 - 1;
-      out[o + plane] = src[i + 1] / 127.5 - 1;
-      out[o + 2 * plane] = src[i + 2] / 127.5 - 1;
-    }
-  }
+  writeTile(small, { x: 0, y: 0, width: box.width, height: box.height, left: box.left, top: box.top }, out, offset);
 }
 
 /** An option that must be a number in [lo, hi]; `dflt` when undefined. */
@@ -150,10 +161,14 @@ function unpack(value: NativeValue, b: number): { scores: Float32Array; boxes: F
 /**
  * Detect faces in each image.
  *
- * Each image is letterboxed to 256x256 (aspect kept, centred, black padding) and the batch runs
- * through the model in chunks of `batchSize`; then, per image: anchors scoring at least
- * `scoreThreshold`, MediaPipe weighted NMS at `iouThreshold` (in letterbox space, which is a
- * uniform scaling of the image, so IoUs are the same), mapping back to source pixels, the
+ * Each image becomes the model inputs of {@link planTiles}: its whole frame letterboxed to
+ * 256x256 (aspect kept, centred, black padding) and, when the whole frame would show a
+ * `minFaceSize` face below 12 model px (images longer than 512 px at the default 24), overlapping
+ * 256 px tiles of the frame scaled so that such a face is 12 px (see lib/faces/tiles.ts). The
+ * inputs of several images run through the model together, at most `batchSize` per run, never
+ * splitting an image's inputs unless they alone exceed `batchSize`. Then, per image: anchors
+ * scoring at least `scoreThreshold` from every input, mapped back to source pixels (detections cut
+ * by a tile's inner edge dropped), MediaPipe weighted NMS at `iouThreshold` over them all, the
  * `minFaceSize` filter and the `maxFaces` cap.
  *
  * @param model - The loaded BlazeFace TorchScript model (`Model.load(BLAZEFACE_MODEL_PATH)`), or
@@ -170,65 +185,75 @@ export async function detectFaces(model: TensorRunner, images: readonly RgbImage
   images.forEach((im, i) => checkRgbImage(im, `images[${i}]`));
   const scoreThreshold = numberOption(opts.scoreThreshold, 'scoreThreshold', 0, 1, 0.5);
   const iouThreshold = numberOption(opts.iouThreshold, 'iouThreshold', 0, 1, 0.3);
-  const minFaceSize = numberOption(opts.minFaceSize, 'minFaceSize', 0, Number.MAX_VALUE, 20);
+  const minFaceSize = numberOption(opts.minFaceSize, 'minFaceSize', 0, Number.MAX_VALUE, DETECTOR_DEFAULTS.minFaceSize);
   const maxFaces = opts.maxFaces === undefined ? Infinity : integerOption(opts.maxFaces, 'maxFaces', 1, 1);
-  const batchSize = integerOption(opts.batchSize, 'batchSize', 1, 16);
+  const batchSize = integerOption(opts.batchSize, 'batchSize', 1, 4);
+  if (opts.tiling !== undefined && typeof opts.tiling !== 'boolean') invalidParameter('tiling', 'a boolean', opts.tiling);
 
   const S = BLAZEFACE_INPUT_SIZE;
   const per = 3 * S * S;
-  const results: Face[][] = [];
-  for (let start = 0; start < images.length; start += batchSize) {
-    const chunk = images.slice(start, start + batchSize);
-    const boxes = chunk.map((im) => letterboxGeometry(im.width, im.height));
-    const input = new Float32Array(chunk.length * per);
-    const small = await Promise.all(chunk.map((im, i) => letterboxResize(im, boxes[i])));
-    small.forEach((im, i) => letterboxInput(im, input, i * per, boxes[i]));
-    const out = unpack(await model.run('forward', [{ data: input, shape: [chunk.length, 3, S, S], dtype: 'float32' }]), chunk.length);
-    for (let i = 0; i < chunk.length; i++) {
-      results.push(facesOfAnchors(out.scores, out.boxes, i, boxes[i], scoreThreshold, iouThreshold, minFaceSize, maxFaces));
+  const plans = images.map((im) => planTiles(im.width, im.height, opts.tiling === false ? Infinity : minFaceSize));
+  const inputs = plans.flatMap((p, frame) => p.tiles.map((tile) => ({ frame, tile })));
+  const cands: RawDetection[][] = images.map(() => []);
+  // Each frame's pyramid levels, resized when its first input is written, dropped after its last.
+  const levels = new Map<number, RgbImage[]>();
+  for (let pos = 0; pos < inputs.length; ) {
+    let end = Math.min(inputs.length, pos + batchSize);
+    // End at a frame boundary unless this frame alone is larger than a batch.
+    if (end < inputs.length && inputs[end]!.frame === inputs[end - 1]!.frame) {
+      let b = end;
+      while (b > pos && inputs[b - 1]!.frame === inputs[end]!.frame) b--;
+      if (b > pos) end = b;
     }
+    const chunk = inputs.slice(pos, end);
+    const fresh = [...new Set(chunk.map((e) => e.frame))].filter((f) => !levels.has(f));
+    const resized = await Promise.all(fresh.map((f) => Promise.all(plans[f]!.levels.map((lv) => letterboxResize(images[f]!, lv)))));
+    fresh.forEach((f, i) => levels.set(f, resized[i]!));
+    const input = new Float32Array(chunk.length * per);
+    chunk.forEach((e, i) => writeTile(levels.get(e.frame)![e.tile.level]!, e.tile, input, i * per));
+    const out = unpack(await model.run('forward', [{ data: input, shape: [chunk.length, 3, S, S], dtype: 'float32' }]), chunk.length);
+    chunk.forEach((e, i) => {
+      const lv = plans[e.frame]!.levels[e.tile.level]!;
+      for (const d of anchorsOf(out.scores, out.boxes, i, scoreThreshold)) {
+        const m = tileToSource(d, e.tile, lv);
+        if (m) cands[e.frame]!.push(m);
+      }
+    });
+    for (const f of levels.keys()) if (f < inputs[end - 1]!.frame) levels.delete(f);
+    pos = end;
   }
-  return results;
+  return cands.map((c) => facesOf(c, iouThreshold, minFaceSize, maxFaces));
 }
 
-/**
- * The faces of image `b` of a batch: its anchors' scores and boxes thresholded, merged by
- * weighted NMS and mapped from the letterbox back to source pixels.
- */
-function facesOfAnchors(
-  scores: Float32Array,
-  boxes: Float32Array,
-  b: number,
-  lb: Letterbox,
-  scoreThreshold: number,
-  iouThreshold: number,
-  minFaceSize: number,
-  maxFaces: number,
-): Face[] {
+/** The anchors of input `b` of a batch scoring at least `scoreThreshold`, in model-input pixels. */
+function anchorsOf(scores: Float32Array, boxes: Float32Array, b: number, scoreThreshold: number): RawDetection[] {
   const S = BLAZEFACE_INPUT_SIZE;
   const cands: RawDetection[] = [];
   for (let a = 0; a < BLAZEFACE_ANCHORS; a++) {
-    const score = scores[b * BLAZEFACE_ANCHORS + a];
+    const score = scores[b * BLAZEFACE_ANCHORS + a]!;
     if (!(score >= scoreThreshold)) continue;
     const o = (b * BLAZEFACE_ANCHORS + a) * 16;
-    const cx = boxes[o] * S;
-    const cy = boxes[o + 1] * S;
-    const w = boxes[o + 2] * S;
-    const h = boxes[o + 3] * S;
+    const cx = boxes[o]! * S;
+    const cy = boxes[o + 1]! * S;
+    const w = boxes[o + 2]! * S;
+    const h = boxes[o + 3]! * S;
     if (!(w > 0 && h > 0)) continue;
     const keypoints: number[] = [];
-    for (let k = 0; k < 12; k++) keypoints.push(boxes[o + 4 + k] * S);
+    for (let k = 0; k < 12; k++) keypoints.push(boxes[o + 4 + k]! * S);
     cands.push({ score, x1: cx - w / 2, y1: cy - h / 2, x2: cx + w / 2, y2: cy + h / 2, keypoints });
   }
-  const toX = (x: number) => (x - lb.left) * lb.scaleX;
-  const toY = (y: number) => (y - lb.top) * lb.scaleY;
+  return cands;
+}
+
+/** One image's faces: its candidates (source pixels, from all its inputs) merged by weighted NMS, filtered and capped. */
+function facesOf(cands: RawDetection[], iouThreshold: number, minFaceSize: number, maxFaces: number): Face[] {
   const faces: Face[] = [];
   for (const d of weightedNms(cands, iouThreshold)) {
-    const box = { x: toX(d.x1), y: toY(d.y1), width: (d.x2 - d.x1) * lb.scaleX, height: (d.y2 - d.y1) * lb.scaleY };
-    if (Math.max(box.width, box.height) < minFaceSize) continue;
+    const box = { x: d.x1, y: d.y1, width: d.x2 - d.x1, height: d.y2 - d.y1 };
+    if (Math.max(box.width, box.height) < MIN_BOX_RATIO * minFaceSize) continue;
     const kp = {} as FaceKeypoints;
     KEYPOINT_NAMES.forEach((name, k) => {
-      kp[name] = [toX(d.keypoints[2 * k]), toY(d.keypoints[2 * k + 1])];
+      kp[name] = [d.keypoints[2 * k]!, d.keypoints[2 * k + 1]!];
     });
     faces.push({ box, score: d.score, keypoints: kp });
     if (faces.length >= maxFaces) break;

@@ -50,7 +50,12 @@ export interface DetectorOptions {
   threshold?: number;
   /** Face detector score threshold, 0 to 1. Default 0.5. */
   faceThreshold?: number;
-  /** Smallest face side in source pixels, 0 to 1000000. Default 20. */
+  /**
+   * Smallest face side in source pixels, 0 to 1000000. Default 24. Smaller faces are dropped, and it
+   * decides whether face detection tiles the frame: frames longer than `256 * minFaceSize / 12` px
+   * (512 px at 24) are also searched in overlapping tiles (see lib/faces/tiles.ts); a larger value
+   * keeps large-face inputs fast.
+   */
   minFaceSize?: number;
   /** Largest decoded image in pixels (decompression bombs), a positive integer. Default 100e6. */
   maxPixels?: number;
@@ -107,7 +112,7 @@ export const DETECTOR_DEFAULTS = Object.freeze({
   videoTimeoutMs: 300_000,
   threshold: 0.5,
   faceThreshold: 0.5,
-  minFaceSize: 20,
+  minFaceSize: 24,
   maxPixels: 100_000_000,
   maxFrameSide: 1920,
   maxVideoBytes: 2 ** 30,
