@@ -5,6 +5,7 @@
  */
 import { DfdetError, isDfdetError } from '../errors';
 import { resolveInput, type DetectInput, type MediaSource } from '../inputs';
+import { isReadable } from '../media/file';
 import type { ResultError } from './types';
 
 /** An input that could not be resolved into media: it still gets a result, carrying the error. */
@@ -24,11 +25,9 @@ export function stopError(code: 'ABORTED' | 'DISPOSED'): ResultError {
   return { code, message: code === 'ABORTED' ? 'aborted' : 'the detector was disposed' };
 }
 
-const isStreamLike = (v: unknown): boolean => typeof v === 'object' && v !== null && typeof (v as { pipe?: unknown }).pipe === 'function';
-
 /** True when resolving the input reads a stream (which may never end). */
 function readsStream(input: DetectInput): boolean {
-  return isStreamLike(input) || (typeof input === 'object' && input !== null && !(input instanceof Uint8Array) && isStreamLike((input as { data?: unknown }).data));
+  return isReadable(input) || (typeof input === 'object' && input !== null && !(input instanceof Uint8Array) && isReadable((input as { data?: unknown }).data));
 }
 
 /**
@@ -38,13 +37,13 @@ function readsStream(input: DetectInput): boolean {
 export function inputName(input: unknown, index: number): string {
   if (typeof input === 'string') return input;
   if (input instanceof Uint8Array) return '<buffer>';
-  if (isStreamLike(input)) return '<stream>';
+  if (isReadable(input)) return '<stream>';
   if (typeof input === 'object' && input !== null) {
     const d = input as { name?: unknown; path?: unknown; data?: unknown };
     if (typeof d.name === 'string') return d.name;
     if (typeof d.path === 'string') return d.path;
     if (d.data instanceof Uint8Array) return '<buffer>';
-    if (isStreamLike(d.data)) return '<stream>';
+    if (isReadable(d.data)) return '<stream>';
   }
   return `<input ${index}>`;
 }

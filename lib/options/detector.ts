@@ -4,7 +4,7 @@
  * all read their defaults and checks from here, so a value is accepted or refused the same way
  * everywhere, and refused at `create` (BAD_INPUT naming the option), never later per input.
  */
-import type { SamplingStrategy } from '../media/video';
+import { frameCountRule, samplingRule, type SamplingStrategy } from '../media/video';
 import type { ModelDType } from '../model';
 import { abortSignal, boolean, integer, number, object, oneOf, optional, positive, type Rule, text } from './checks';
 
@@ -128,37 +128,6 @@ export type ResolvedDetectorOptions = Omit<Required<DetectorOptions>, 'model' | 
   frames: SamplingStrategy;
 };
 
-/** The rule of a frame count (`frames: n`, `{kind: 'uniform', count}`). */
-const frameCount = integer(1, 100_000);
-/** The rule of `{kind: 'every', k}`. */
-const everyK = integer(1, Number.MAX_SAFE_INTEGER);
-
-/** A {@link SamplingStrategy}, or a frame count meaning uniform sampling; checked to the nested field. */
-export const samplingRule: Rule<SamplingStrategy> = {
-  expected: "a frame count or { kind: 'uniform' | 'fps' | 'every', ... }",
-  valid(v: unknown): v is SamplingStrategy {
-    try {
-      samplingRule.check(v, 'frames');
-      return typeof v === 'object';
-    } catch {
-      return false;
-    }
-  },
-  check(v: unknown, name: string): SamplingStrategy {
-    if (typeof v === 'number') return { kind: 'uniform', count: frameCount.check(v, name) };
-    const s = object.check(v, name) as Partial<Record<string, unknown>>;
-    switch (s.kind) {
-      case 'uniform':
-        return { kind: 'uniform', count: frameCount.check(s.count, `${name}.count`) };
-      case 'fps':
-        return { kind: 'fps', fps: positive.check(s.fps, `${name}.fps`) };
-      case 'every':
-        return { kind: 'every', k: everyK.check(s.k, `${name}.k`) };
-      default:
-        return oneOf(['uniform', 'fps', 'every'] as const).check(s.kind, `${name}.kind`) as never;
-    }
-  },
-};
 
 /** The rule of every option that has one (the CLI builds its flag parsers from these). */
 export const DETECTOR_RULES = Object.freeze({
@@ -173,7 +142,7 @@ export const DETECTOR_RULES = Object.freeze({
   cropSize: integer(16, 4096),
   allFaces: boolean,
   frames: samplingRule,
-  frameCount,
+  frameCount: frameCountRule,
   fps: positive,
   maxFrames: integer(1, 1_000_000),
   videoTimeoutMs: integer(1, 86_400_000),

@@ -12,7 +12,7 @@ import { DEFAULT_MAX_PIXELS } from '../image';
 import type { RgbImage } from '../rgb';
 import { inputArgs, localInput, runTool, startTool } from './ffmpeg';
 import { cleanLine, explainFfmpeg } from './messages';
-import { checkStrategy, makePlan, outputSize, type SamplingStrategy } from './plan';
+import { makePlan, outputSize, samplingRule, type SamplingStrategy } from './plan';
 import { checkTimeout, probeFile, rate, type VideoProbe } from './probe';
 
 /** A decoded frame. */
@@ -154,7 +154,7 @@ function positiveInt(name: string, v: number, orInfinity = false): number {
 /** {@link iterateFrames} with a total-bytes budget (used by {@link sampleFrames}). */
 async function* frameGenerator(input: MediaData, opts: SampleFramesOptions, maxTotalBytes: number): AsyncGenerator<VideoFrame, SampleSummary, undefined> {
   if (!opts || typeof opts !== 'object') invalidParameter('opts', 'an options object', opts);
-  const strategy = checkStrategy(opts.strategy ?? { kind: 'uniform', count: 32 });
+  const strategy = samplingRule.check(opts.strategy ?? { kind: 'uniform', count: 32 }, 'strategy');
   const limits: Limits = {
     maxFrames: positiveInt('maxFrames', opts.maxFrames ?? DEFAULT_MAX_FRAMES),
     maxPixels: positiveInt('maxPixels', opts.maxPixels ?? DEFAULT_MAX_PIXELS),

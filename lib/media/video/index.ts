@@ -4,6 +4,6 @@
  * (the pure sampling plan) and decode.ts.
  */
 export { probeVideo, type ProbeOptions, type VideoProbe } from './probe';
-export { checkStrategy, type SamplingStrategy } from './plan';
+export { frameCountRule, samplingRule, type SamplingStrategy } from './plan';
 export { iterateFrames, sampleFrames, type SampleFramesOptions, type SampleResult, type SampleSummary, type VideoFrame } from './decode';
 export { ALLOWED_DEMUXERS, ffmpegPool } from './ffmpeg';

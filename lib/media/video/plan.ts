@@ -2,7 +2,7 @@
  * The sampling plan: which frames a strategy picks and at what size they are delivered. Pure
  * functions of the strategy and the probe; no process runs here.
  */
-import { invalidParameter } from '../../errors';
+import { integer, object, oneOf, positive, type Rule } from '../../options/checks';
 import type { VideoProbe } from './probe';
 
 /** How to choose frames. */
@@ -18,24 +18,37 @@ export type SamplingStrategy =
   /** Frames 0, k, 2k, ... */
   | { kind: 'every'; k: number };
 
-/** Checks a strategy; throws BAD_INPUT naming the bad field. */
-export function checkStrategy(s: unknown): SamplingStrategy {
-  const st = s as SamplingStrategy;
-  if (!st || typeof st !== 'object') invalidParameter('strategy', 'an object with kind uniform|fps|every', s);
-  switch (st.kind) {
-    case 'uniform':
-      if (!Number.isInteger(st.count) || st.count < 1) invalidParameter('strategy.count', 'a positive integer', st.count);
-      return st;
-    case 'fps':
-      if (typeof st.fps !== 'number' || !(st.fps > 0) || !Number.isFinite(st.fps)) invalidParameter('strategy.fps', 'a positive number', st.fps);
-      return st;
-    case 'every':
-      if (!Number.isInteger(st.k) || st.k < 1) invalidParameter('strategy.k', 'a positive integer', st.k);
-      return st;
-    default:
-      return invalidParameter('strategy.kind', "one of 'uniform', 'fps', 'every'", (st as { kind: unknown }).kind);
-  }
-}
+/** The rule of a frame count (`frames: n`, `{kind: 'uniform', count}`). */
+export const frameCountRule = integer(1, 100_000);
+/** The rule of `{kind: 'every', k}`. */
+const everyK = integer(1, Number.MAX_SAFE_INTEGER);
+
+/** A {@link SamplingStrategy}, or a frame count meaning uniform sampling; checked to the nested field. */
+export const samplingRule: Rule<SamplingStrategy> = {
+  expected: "a frame count or { kind: 'uniform' | 'fps' | 'every', ... }",
+  valid(v: unknown): v is SamplingStrategy {
+    try {
+      samplingRule.check(v, 'frames');
+      return typeof v === 'object';
+    } catch {
+      return false;
+    }
+  },
+  check(v: unknown, name: string): SamplingStrategy {
+    if (typeof v === 'number') return { kind: 'uniform', count: frameCountRule.check(v, name) };
+    const s = object.check(v, name) as Partial<Record<string, unknown>>;
+    switch (s.kind) {
+      case 'uniform':
+        return { kind: 'uniform', count: frameCountRule.check(s.count, `${name}.count`) };
+      case 'fps':
+        return { kind: 'fps', fps: positive.check(s.fps, `${name}.fps`) };
+      case 'every':
+        return { kind: 'every', k: everyK.check(s.k, `${name}.k`) };
+      default:
+        return oneOf(['uniform', 'fps', 'every'] as const).check(s.kind, `${name}.kind`) as never;
+    }
+  },
+};
 
 /**
  * Frame indices the `uniform` strategy picks: `np.linspace(0, frameCount - 1, count).astype(int)`,
