@@ -49,6 +49,8 @@ export class Batcher {
   #timer: NodeJS.Timeout | undefined;
   #running = false;
   #closed = false;
+  /** Queued items that leave without waiting for company (see {@link drain}). */
+  #drainCount = 0;
   #idle: (() => void)[] = [];
   readonly stats: BatchStats = { batches: 0, items: 0, sizes: {}, modelMs: 0 };
 
@@ -122,9 +124,18 @@ export class Batcher {
     return this.#queue.length;
   }
 
+  /**
+   * The items queued now leave without waiting `maxWaitMs` for company (right away, or as soon as
+   * the running batch is done): their callers know nothing more is coming for a while.
+   */
+  drain(): void {
+    this.#drainCount = this.#queue.length;
+    this.#schedule();
+  }
+
   #schedule(): void {
     if (this.#running) return; // the running batch's completion schedules the next one
-    if (this.#queue.length >= this.#maxBatch) {
+    if (this.#queue.length >= this.#maxBatch || (this.#drainCount > 0 && this.#queue.length > 0)) {
       this.#flush();
     } else if (this.#queue.length > 0 && !this.#timer) {
       this.#timer = setTimeout(() => this.#flush(), this.#maxWaitMs);
@@ -136,6 +147,7 @@ export class Batcher {
     this.#timer = undefined;
     if (this.#running || this.#queue.length === 0) return;
     const batch = this.#queue.splice(0, this.#maxBatch);
+    this.#drainCount = Math.max(0, this.#drainCount - batch.length);
     this.#running = true;
     void this.#run(batch).finally(() => {
       this.#running = false;

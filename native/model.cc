@@ -1,6 +1,7 @@
 // NativeModel: a TorchScript module loaded by libtorch, run on the libuv thread pool.
 #include "model.h"
 
+#include "device.h"
 #include "tensors.h"
 
 #include <torch/csrc/jit/serialization/import.h>
@@ -70,23 +71,7 @@ std::string firstNonFiniteWeight(const torch::jit::Module& module) {
   return "";
 }
 
-// Device and dtype strings are checked in TypeScript first (lib/model-options.ts, sharp-style
-// errors); these parsers are the backstop for the raw binding and add what only libtorch knows:
-// whether CUDA and the device index exist.
-c10::Device parseDevice(Napi::Env env, const std::string& s) {
-  try {
-    c10::Device d(s);
-    if (d.is_cuda() && !torch::cuda::is_available())
-      throwTyped(env, ErrorCode::UNSUPPORTED, "device '" + s + "' requested but this libtorch has no usable CUDA (set LIBTORCH to a CUDA build of libtorch and rebuild)");
-    if (d.is_cuda() && d.has_index() && d.index() >= static_cast<int>(torch::cuda::device_count()))
-      throwTyped(env, ErrorCode::UNSUPPORTED, "device '" + s + "' requested but only " + std::to_string(torch::cuda::device_count()) + " CUDA device(s) exist");
-    if (!d.is_cpu() && !d.is_cuda()) throwTyped(env, ErrorCode::UNSUPPORTED, "device '" + s + "' is not supported (use cpu, cuda or cuda:N)");
-    return d;
-  } catch (const c10::Error&) {
-    throwTyped(env, ErrorCode::BAD_INPUT, "Expected 'cpu', 'cuda' or 'cuda:N' for device but received '" + s + "'");
-  }
-}
-
+// Dtype strings are checked in TypeScript first (lib/model-options.ts); this is the backstop.
 at::ScalarType parseFloatDType(Napi::Env env, const std::string& s) {
   if (s == "float32") return at::kFloat;
   if (s == "float16") return at::kHalf;
@@ -304,7 +289,7 @@ Napi::Value NativeModel::Load(const Napi::CallbackInfo& info) {
       throwTyped(env, ErrorCode::BAD_INPUT, "Expected a path string or a Uint8Array for the model source");
     }
     Napi::Value dev = opts.Get("device");
-    w.device = parseDevice(env, dev.IsString() ? dev.As<Napi::String>().Utf8Value() : "cpu");
+    w.device = parseDeviceOrThrow(env, dev.IsString() ? dev.As<Napi::String>().Utf8Value() : "cpu");
     Napi::Value dt = opts.Get("dtype");
     w.dtype = parseFloatDType(env, dt.IsString() ? dt.As<Napi::String>().Utf8Value() : "float32");
     w.optimize = opts.Get("optimize").ToBoolean().Value();
