@@ -10,9 +10,12 @@ import { type BenchContext, type BenchResult, defaultBenchCacheDir, loadAverage,
 import { benchMedia } from './media';
 import { benchModels } from './models';
 import { benchNative } from './native';
+import { benchThroughput } from './throughput';
+import { chooseDType } from '../model';
+import { cpuFeatures } from '../runtime/cpu';
 
 /** Benchmark parts, in the order they run. */
-export const PARTS = ['native', 'models', 'media'] as const;
+export const PARTS = ['native', 'models', 'media', 'throughput'] as const;
 /** A benchmark part name. */
 export type BenchPart = (typeof PARTS)[number];
 
@@ -73,6 +76,8 @@ export async function runBench(options: RunBenchOptions = {}): Promise<BenchRepo
       torch: info.torchVersion,
       threads: info.threads,
       blas: info.blasLibraries,
+      cpuFlags: cpuFeatures().flags,
+      autoDType: chooseDType('auto', 'cpu'),
       python: ctx.python,
     },
     results: [],
@@ -80,7 +85,7 @@ export async function runBench(options: RunBenchOptions = {}): Promise<BenchRepo
     partSeconds: {},
     partLoadAverage: {},
   };
-  const run: Record<BenchPart, (c: BenchContext) => Promise<BenchResult[]>> = { native: benchNative, models: benchModels, media: benchMedia };
+  const run: Record<BenchPart, (c: BenchContext) => Promise<BenchResult[]>> = { native: benchNative, models: benchModels, media: benchMedia, throughput: benchThroughput };
   try {
     for (const part of parts) {
       const t0 = now();
