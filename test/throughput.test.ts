@@ -175,3 +175,20 @@ describe.skipIf(!havePhotos)('batches that fill', () => {
     }
   });
 });
+
+describe('mixed precision of a dfdet detector', () => {
+  it('keeps the head and the L2 norm in float32 when the ViT runs in bfloat16', async () => {
+    await using f32 = await Model.load(small, { dtype: 'float32' });
+    await using b16 = await Model.load(small, { dtype: 'bfloat16' });
+    expect(b16.info.dtype).toBe('bfloat16');
+    const width = 192;
+    const f = new Float32Array(width * 2).map((_, i) => Math.sin(i * 0.37));
+    const feats = { data: f, shape: [2, width], dtype: 'float32' as const };
+    // Same float32 weights, same float32 arithmetic: the same logits to the bit.
+    const [a, b] = await Promise.all([f32.run('head', [feats]), b16.run('head', [feats])]);
+    expect(Array.from((b as { data: Float32Array }).data)).toEqual(Array.from((a as { data: Float32Array }).data));
+    const x = { data: new Float32Array(3 * 224 * 224).map((_, i) => Math.cos(i * 0.01)), shape: [1, 3, 224, 224], dtype: 'float32' as const };
+    const e = (await b16.run('features', [x])) as { data: Float32Array };
+    expect(Math.hypot(...e.data)).toBeCloseTo(1, 6);
+  });
+});
