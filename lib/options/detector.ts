@@ -63,7 +63,11 @@ export interface DetectorOptions {
   maxFrameSide?: number;
   /** Videos: most bytes of decoded frames held for one video (then it is scored partially): a positive integer or Infinity. Default 1 GiB. */
   maxVideoBytes?: number;
-  /** Inputs processed at once by detect([...]) and detectStream, 1 to 256. Default 4. */
+  /**
+   * Inputs decoded and cropped at once by detect([...]) and detectStream, 1 to 256. Default 4. More
+   * inputs wait for the model while these decode (up to 2 x batchSize faces), so batches fill
+   * even with one face per input.
+   */
   concurrency?: number;
   /**
    * Run the detector model once (a batch of `batchSize` blank crops) and the face detector once in
