@@ -1,11 +1,15 @@
 // The CPU path of preprocess(): the JS reference's loops in C++, crops in parallel. Same
 // arithmetic as lib/faces/align.ts warpAffine and lib/media/resample.ts resizeRgb (see
-// preprocess.cc); at::parallel_for spreads crops over libtorch's intra-op threads.
+// preprocess.cc); crops are spread over as many threads as libtorch's intra-op count (plain
+// std::threads: at::parallel_for is serial in code built without -fopenmp, as this addon is).
 #include "preprocess.h"
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
+#include <exception>
+#include <thread>
 
 namespace dfdet {
 
@@ -33,21 +37,30 @@ void warp(const uint8_t* src, int64_t W, int64_t H, const double* m, int64_t S, 
   const double ia = m[4] / det, ib = -m[1] / det, id = -m[3] / det, ie = m[0] / det;
   const double ic = -(ia * m[2] + ib * m[5]), iF = -(id * m[2] + ie * m[5]);
   const int64_t row = W * 3;
+  const double Wd = static_cast<double>(W), Hd = static_cast<double>(H);
   for (int64_t y = 0; y < S; y++) {
+    // The same products and sums, in the same order, as ia * x + ib * y + ic (bit for bit).
+    const double by = ib * static_cast<double>(y), ey = ie * static_cast<double>(y);
     for (int64_t x = 0; x < S; x++) {
       uint8_t* o = out + (y * S + x) * 3;
-      const double fx = ia * x + ib * y + ic;
-      const double fy = id * x + ie * y + iF;
-      if (!(fx > -1 && fy > -1 && fx < W && fy < H)) {
+      const double fx = ia * static_cast<double>(x) + by + ic;
+      const double fy = id * static_cast<double>(x) + ey + iF;
+      if (!(fx > -1 && fy > -1 && fx < Wd && fy < Hd)) {
         o[0] = o[1] = o[2] = 0;
         continue;
       }
       const int64_t x0 = floorInt(fx), y0 = floorInt(fy);
       const double tx = fx - static_cast<double>(x0), ty = fy - static_cast<double>(y0);
       const double w00 = (1 - tx) * (1 - ty), w01 = tx * (1 - ty), w10 = (1 - tx) * ty, w11 = tx * ty;
+      const uint8_t* p = src + y0 * row + x0 * 3;
+      if (x0 >= 0 && y0 >= 0 && x0 + 1 < W && y0 + 1 < H) {
+        // All four neighbours inside (the common case): no per-channel tests.
+        for (int c = 0; c < 3; c++)
+          o[c] = static_cast<uint8_t>(w00 * p[c] + w01 * p[3 + c] + w10 * p[row + c] + w11 * p[row + 3 + c] + 0.5);
+        continue;
+      }
       const bool in00 = x0 >= 0 && y0 >= 0, in01 = x0 + 1 < W && y0 >= 0;
       const bool in10 = x0 >= 0 && y0 + 1 < H, in11 = x0 + 1 < W && y0 + 1 < H;
-      const uint8_t* p = src + y0 * row + x0 * 3;
       for (int c = 0; c < 3; c++) {
         double v = 0;
         if (in00) v += w00 * p[c];
@@ -118,7 +131,7 @@ at::Tensor preprocessLoops(const PreprocessRequest& r) {
   at::Tensor out = at::empty({N, 3, S, S}, torch::kFloat);
   float* dst = out.data_ptr<float>();
   const std::vector<float> lut = normLut(r);
-  at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+  auto work = [&](int64_t begin, int64_t end) {
     std::vector<uint8_t> crop(C * C * 3), tmp, res(plane * 3);
     for (int64_t n = begin; n < end; n++) {
       const at::Tensor& img = r.images[r.imageOf[n]].tensor;
@@ -137,7 +150,27 @@ at::Tensor preprocessLoops(const PreprocessRequest& r) {
       for (int64_t i = 0; i < plane; i++)
         for (int c = 0; c < 3; c++) o[c * plane + i] = lut[c * 256 + res[i * 3 + c]];
     }
-  });
+  };
+  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), N));
+  const int64_t per = (N + threads - 1) / threads;
+  std::vector<std::thread> pool;
+  std::vector<std::exception_ptr> errors(threads);
+  for (int64_t t = 1; t < threads; t++)
+    pool.emplace_back([&, t] {
+      try {
+        work(t * per, std::min(N, (t + 1) * per));
+      } catch (...) {
+        errors[t] = std::current_exception();
+      }
+    });
+  try {
+    work(0, std::min(N, per));
+  } catch (...) {
+    errors[0] = std::current_exception();
+  }
+  for (auto& th : pool) th.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
   return out;
 }
 
