@@ -265,3 +265,41 @@ export declare class NativeTrainer {
   dispose(): Promise<void>;
   readonly disposed: boolean;
 }
+
+/**
+ * A batch of crops for {@link preprocess}: crop `i` comes from `images[imageOf[i]]`; its
+ * `matrices[6i .. 6i+6]` map image index coordinates to crop index coordinates (an affine
+ * `[a, b, c, d, e, f]`, as lib/faces/align.ts cropMatrix gives), or start with NaN for the whole
+ * image (the `faces: 'none'` path).
+ */
+export interface NativePreprocessRequest {
+  /** Decoded frames: uint8 `[H, W, 3]` RGB tensors (read in place). */
+  images: NativeTensor[];
+  imageOf: Int32Array;
+  matrices: Float64Array;
+  /** Side of the warped face crop (256). */
+  cropSize: number;
+  /** Model input side: shortest-side resize to it, then a centre crop (224). */
+  size: number;
+  mean: number[];
+  std: number[];
+  /** Pillow filter of the resize: 'bicubic' (default) or 'bilinear'. */
+  interpolation?: 'bicubic' | 'bilinear';
+  /** Where the ops run: 'cpu', 'cuda' or 'cuda:N' (UNSUPPORTED without CUDA). */
+  device?: string;
+  /**
+   * 'loops' (default on the CPU: C++ loops, crops in parallel) or 'ops' (batched libtorch ops:
+   * always on CUDA devices; on the CPU for tests that check both against the JS reference).
+   */
+  kernel?: 'loops' | 'ops';
+}
+
+/**
+ * Crops (bilinear affine warp, black border), Pillow-exact resize and CLIP normalisation of a
+ * batch, as libtorch ops on `device`: the float32 `[N, 3, size, size]` model input (on the CPU).
+ * The same arithmetic as the JS path (align.ts warpAffine + transform.ts clipTransform).
+ */
+export declare function preprocess(request: NativePreprocessRequest): Promise<NativeTensor>;
+
+/** `[major, minor]` compute capability of CUDA device `index`; UNSUPPORTED without CUDA. */
+export declare function cudaCapability(index: number): [number, number];

@@ -74,6 +74,8 @@ export class Batcher {
   #timer: NodeJS.Timeout | undefined;
   #running = false;
   #closed = false;
+  /** Queued items that leave without waiting for company (see {@link drain}). */
+  #drainCount = 0;
   #idle: (() => void)[] = [];
   readonly stats: BatchStats = { batches: 0, items: 0, sizes: {}, modelMs: 0 };
 
@@ -165,9 +167,18 @@ export class Batcher {
     return batch;
   }
 
+  /**
+   * The items queued now leave without waiting `maxWaitMs` for company (right away, or as soon as
+   * the running batch is done): their callers know nothing more is coming for a while.
+   */
+  drain(): void {
+    this.#drainCount = this.#queued;
+    this.#schedule();
+  }
+
   #schedule(): void {
     if (this.#running) return; // the running batch's completion schedules the next one
-    if (this.#queued >= this.#maxBatch) {
+    if (this.#queued >= this.#maxBatch || (this.#drainCount > 0 && this.#queued > 0)) {
       this.#flush();
     } else if (this.#queued > 0 && !this.#timer) {
       this.#timer = setTimeout(() => this.#flush(), this.#maxWaitMs);
@@ -179,6 +190,7 @@ export class Batcher {
     this.#timer = undefined;
     if (this.#running || this.#queued === 0) return;
     const batch = this.#take(this.#maxBatch);
+    this.#drainCount = Math.max(0, this.#drainCount - batch.length);
     this.#running = true;
     this.#onBatch?.({ phase: 'start', size: batch.length, ms: 0 });
     void this.#run(batch).finally(() => {

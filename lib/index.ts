@@ -35,8 +35,10 @@ export {
 export { DETECTOR_DEFAULTS, DETECTOR_RULES, resolveDetectorOptions, resolveCallOptions, type ResolvedDetectorOptions, type Rule } from './options';
 export type { DetectInput, DescribedInput, MediaSource } from './inputs';
 export { DfdetError, isDfdetError, type ErrorCode } from './errors';
-export { Model, buildModule, setThreads, tensor, type ModelLoadOptions, type ModelDType, type RunOptions } from './model';
+export { Model, buildModule, chooseDType, setThreads, tensor, type DTypeOption, type ModelLoadOptions, type ModelDType, type RunOptions } from './model';
 export { runtimeInfo } from './native';
+export { cpuFeatures, type CpuFeatures } from './runtime/cpu';
+export { preprocessBatch, type CropSpec, type PreprocessOptions } from './preprocess/native';
 export { Batcher, type BatcherOptions, type BatchEvent, type BatchStats } from './batcher';
 export { decodeImage, type RgbImage, type DecodeImageOptions } from './media/image';
 export { sampleFrames, iterateFrames, probeVideo, type SamplingStrategy, type VideoProbe, type VideoFrame } from './media/video';

@@ -26,19 +26,25 @@ import type {
 } from '../binding';
 import { DfdetError, invalidParameter, parameterError } from './errors';
 import { checkTorchScriptArchive } from './formats/torchscript-check';
-import { checkDevice, checkDType, checkThreads, type ModelDType } from './model-options';
+import { checkDevice, checkDTypeOption, checkThreads, cpuBf16, type DTypeOption, type ModelDType, resolveDType } from './model-options';
 import { native, torchVersion, wrapNativeError } from './native';
 import { checkOutputPath } from './output-path';
 
 export type { NativeModelInfo, NativeTensor, NativeValue, NativeModuleSpec, NativeDType, NativeTypedArray };
-export type { ModelDType };
+export type { ModelDType, DTypeOption };
 
 /** Options of {@link Model.load}. */
 export interface ModelLoadOptions {
   /** 'cpu', 'cuda' or 'cuda:N'. Default 'cpu'. */
   device?: string;
-  /** Parameter precision after load. Default 'float32' (bfloat16 on CPUs without AVX-512 BF16 is very slow). */
-  dtype?: ModelDType;
+  /**
+   * Parameter precision after load. Default 'float32'. 'auto': bfloat16 on CPUs with native bf16
+   * (AVX512-BF16 or AMX) and on CUDA devices of compute capability >= 8.0, float16 on older CUDA
+   * devices, float32 elsewhere; `DFDET_DTYPE` overrides 'auto' (see resolveDType in
+   * lib/model-options.ts). `info.dtype` says which was chosen. (bfloat16 on CPUs without native
+   * bf16 is very slow.)
+   */
+  dtype?: DTypeOption;
   /** Freeze + optimize_for_inference after load: slower load, ±10% speed. Default false. */
   optimize?: boolean;
   /** libtorch intra-op threads (process-wide), 1 to 1024. Default: the number of cores (or DFDET_THREADS). */
@@ -85,7 +91,7 @@ export class Model {
     if (typeof source === 'string' && source.length === 0) invalidParameter('source', 'a non-empty path', source);
     if (typeof options !== 'object' || options === null) invalidParameter('options', 'an options object', options);
     const device = checkDevice(options.device ?? 'cpu');
-    const dtype = checkDType(options.dtype ?? 'float32');
+    const dtype = resolveDType(checkDTypeOption(options.dtype ?? 'float32'), device, MACHINE);
     const extraFiles = options.extraFiles ?? [];
     if (!Array.isArray(extraFiles) || !extraFiles.every((f) => typeof f === 'string' && f.length > 0))
       invalidParameter('extraFiles', 'an array of file names', extraFiles);
@@ -229,6 +235,23 @@ function pinBuffers(tensors: readonly NativeTensor[]): void {
     const buffer = (t as { data?: { buffer?: unknown } } | null)?.data?.buffer;
     if (buffer instanceof ArrayBuffer) markAsUntransferable(buffer);
   }
+}
+
+/** The real machine, for 'auto' precision. */
+const MACHINE = {
+  cpuBf16,
+  cudaCapability(index: number): [number, number] {
+    try {
+      return native().cudaCapability(index);
+    } catch (e) {
+      throw wrapNativeError(e, `cannot choose a precision for cuda:${index}`);
+    }
+  },
+};
+
+/** The precision `dtype: 'auto'` (or an explicit dtype) gives on `device` on this machine. */
+export function chooseDType(dtype: DTypeOption, device: string): ModelDType {
+  return resolveDType(checkDTypeOption(dtype), checkDevice(device), MACHINE);
 }
 
 /** Sets libtorch's intra-op thread count for this process: an integer from 1 to 1024. */

@@ -17,6 +17,8 @@ export type NativeBinding = {
   setThreads: typeof Binding.setThreads;
   debugCounters: typeof Binding.debugCounters;
   errorCodes: typeof Binding.errorCodes;
+  preprocess: typeof Binding.preprocess;
+  cudaCapability: typeof Binding.cudaCapability;
 };
 
 /** Package root (re-exported: other modules find shipped files from it). */

@@ -13,7 +13,9 @@
 
 #include "build.h"
 #include "common.h"
+#include "device.h"
 #include "model.h"
+#include "preprocess.h"
 #include "sdpa.h"
 #include "train.h"
 
@@ -118,6 +120,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
   exports.Set("debugCounters", Napi::Function::New(env, DebugCounters, "debugCounters"));
+  exports.Set("preprocess", Napi::Function::New(env, Preprocess, "preprocess"));
+  exports.Set("cudaCapability", Napi::Function::New(env, CudaCapability, "cudaCapability"));
   exports.Set("errorCodes", ErrorCodes(env));
   return exports;
 }

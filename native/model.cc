@@ -1,6 +1,7 @@
 // NativeModel: a TorchScript module loaded by libtorch, run on the libuv thread pool.
 #include "model.h"
 
+#include "device.h"
 #include "tensors.h"
 
 #include <torch/csrc/jit/serialization/import.h>
@@ -26,6 +27,10 @@ struct ModelState {
   std::mutex runMutex;
   c10::Device device{at::kCPU};
   at::ScalarType dtype = at::kFloat;
+  // Below float32, a dfdet detector (methods pooled + head) keeps its head in float32: the ViT
+  // runs in `dtype`, its pooled feature is widened, and the L2 norm and the head's logits are
+  // float32 (bf16 logits would round pFake to ~1e-3 steps and tie scores). See mixedRun().
+  bool mixedHead = false;
   std::vector<std::string> methods;
   int64_t parameterCount = 0;
   int64_t parameterBytes = 0;
@@ -70,28 +75,22 @@ std::string firstNonFiniteWeight(const torch::jit::Module& module) {
   return "";
 }
 
-// Device and dtype strings are checked in TypeScript first (lib/model-options.ts, sharp-style
-// errors); these parsers are the backstop for the raw binding and add what only libtorch knows:
-// whether CUDA and the device index exist.
-c10::Device parseDevice(Napi::Env env, const std::string& s) {
-  try {
-    c10::Device d(s);
-    if (d.is_cuda() && !torch::cuda::is_available())
-      throwTyped(env, ErrorCode::UNSUPPORTED, "device '" + s + "' requested but this libtorch has no usable CUDA (set LIBTORCH to a CUDA build of libtorch and rebuild)");
-    if (d.is_cuda() && d.has_index() && d.index() >= static_cast<int>(torch::cuda::device_count()))
-      throwTyped(env, ErrorCode::UNSUPPORTED, "device '" + s + "' requested but only " + std::to_string(torch::cuda::device_count()) + " CUDA device(s) exist");
-    if (!d.is_cpu() && !d.is_cuda()) throwTyped(env, ErrorCode::UNSUPPORTED, "device '" + s + "' is not supported (use cpu, cuda or cuda:N)");
-    return d;
-  } catch (const c10::Error&) {
-    throwTyped(env, ErrorCode::BAD_INPUT, "Expected 'cpu', 'cuda' or 'cuda:N' for device but received '" + s + "'");
-  }
-}
-
+// Dtype strings are checked in TypeScript first (lib/model-options.ts); this is the backstop.
 at::ScalarType parseFloatDType(Napi::Env env, const std::string& s) {
   if (s == "float32") return at::kFloat;
   if (s == "float16") return at::kHalf;
   if (s == "bfloat16") return at::kBFloat16;
   throwTyped(env, ErrorCode::BAD_INPUT, "Expected one of float32, float16, bfloat16 for dtype but received '" + s + "'");
+}
+
+// forward and features of a mixed-precision detector: the ViT in the model's dtype up to the pooled
+// CLS feature, then float32 for what the detector's source does after it (vision.torchscript:
+// features = f / |f|, forward = head(pooled(x))). Other methods run as they are.
+c10::IValue mixedRun(ModelState& st, const std::string& method, torch::jit::Method& m, std::vector<c10::IValue> args) {
+  if (method != "forward" && method != "features") return m(std::move(args));
+  at::Tensor f = st.module.get_method("pooled")(std::move(args)).toTensor().to(at::kFloat);
+  if (method == "features") return f / f.norm(2, -1, true).clamp_min(1e-12);
+  return st.module.get_method("head")({f});
 }
 
 class NativeModel : public Napi::ObjectWrap<NativeModel> {
@@ -179,7 +178,21 @@ class LoadWorker : public PromiseWorker {
     for (const auto& kv : extra)
       if (!kv.second.empty()) st->extraFiles[kv.first] = kv.second;
     st->module.eval();
-    if (dtype != at::kFloat) st->module.to(dtype);
+    if (dtype != at::kFloat) {
+      auto& m = st->module;
+      st->mixedHead = m.find_method("pooled") && m.find_method("head") && m.hasattr("head_weight") && m.hasattr("head_bias");
+      // The head's own float32 values (a round trip through bf16 would round them).
+      at::Tensor headWeight, headBias;
+      if (st->mixedHead) {
+        headWeight = m.attr("head_weight").toTensor().to(at::kFloat, /*non_blocking=*/false, /*copy=*/true);
+        headBias = m.attr("head_bias").toTensor().to(at::kFloat, false, true);
+      }
+      m.to(dtype);
+      if (st->mixedHead) {
+        m.setattr("head_weight", headWeight);
+        m.setattr("head_bias", headBias);
+      }
+    }
     // A NaN or infinite weight never gives a meaningful score: refuse the file here, naming the
     // tensor, instead of scoring with it (one cheap pass over the weights). Checked after the cast:
     // a large float32 weight overflows float16.
@@ -266,11 +279,13 @@ class RunWorker : public PromiseWorker {
         return;
       }
       if (!t.is_contiguous()) t = t.contiguous();
-      if (at::isFloatingType(t.scalar_type()) && t.scalar_type() != state_->dtype) t = t.to(state_->dtype);
+      // A mixed model's head takes float32 features (its weights stayed float32).
+      const at::ScalarType want = state_->mixedHead && method == "head" ? at::kFloat : state_->dtype;
+      if (at::isFloatingType(t.scalar_type()) && t.scalar_type() != want) t = t.to(want);
       if (!state_->device.is_cpu()) t = t.to(state_->device);  // one staged copy to the GPU
       args.emplace_back(t);
     }
-    c10::IValue out = (*m)(std::move(args));
+    c10::IValue out = state_->mixedHead ? mixedRun(*state_, method, *m, std::move(args)) : (*m)(std::move(args));
     spans.insert(spans.end(), state_->weightSpans.begin(), state_->weightSpans.end());
     result_ = prepareOutput(out, spans);
   }
@@ -307,7 +322,7 @@ Napi::Value NativeModel::Load(const Napi::CallbackInfo& info) {
       throwTyped(env, ErrorCode::BAD_INPUT, "Expected a path string or a Uint8Array for the model source");
     }
     Napi::Value dev = opts.Get("device");
-    w.device = parseDevice(env, dev.IsString() ? dev.As<Napi::String>().Utf8Value() : "cpu");
+    w.device = parseDeviceOrThrow(env, dev.IsString() ? dev.As<Napi::String>().Utf8Value() : "cpu");
     Napi::Value dt = opts.Get("dtype");
     w.dtype = parseFloatDType(env, dt.IsString() ? dt.As<Napi::String>().Utf8Value() : "float32");
     w.optimize = opts.Get("optimize").ToBoolean().Value();

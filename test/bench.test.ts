@@ -51,7 +51,7 @@ describe('npm run bench --quick', () => {
     const report = JSON.parse(fs.readFileSync(json, 'utf8')) as BenchReport;
     expect(report.quick).toBe(true);
     expect(report.errors).toEqual([]);
-    expect(report.parts).toEqual(['native', 'models', 'media', 'serve', 'train']);
+    expect(report.parts).toEqual(['native', 'models', 'media', 'throughput', 'serve', 'train']);
     for (const part of report.parts) {
       const rows = report.results.filter((x) => x.part === part);
       expect(rows.length, part).toBeGreaterThan(0);
@@ -90,6 +90,6 @@ describe('npm run bench --quick', () => {
   it('rejects an unknown --only part with a message', async () => {
     const r = await bench(['--only', 'native,bogus'], 60_000);
     expect(r.status).not.toBe(0);
-    expect(r.stderr).toContain('Expected a comma-separated list of native, models, media, serve, train for --only but received "native,bogus"');
+    expect(r.stderr).toContain('Expected a comma-separated list of native, models, media, throughput, serve, train for --only but received "native,bogus"');
   });
 });

@@ -22,7 +22,7 @@ function result(over: Partial<DetectResult>): DetectResult {
     noFace: false,
     faces: [],
     aggregate: 'max-face',
-    model: { name: 'm.pt', arch: 'vit', sourceKind: 'init', sourceSha256: '' },
+    model: { name: 'm.pt', arch: 'vit', sourceKind: 'init', sourceSha256: '', dtype: 'float32' },
     timings: { decodeMs: 1, facesMs: 1, scoreMs: 1, totalMs: 3 },
     ...over,
   };

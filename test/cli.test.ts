@@ -14,6 +14,7 @@ import sharp from 'sharp';
 
 import { ARCHS, expectedShapes } from '../lib/detector-model/arch';
 import { parseCsv } from '../lib/eval/dataset';
+import { cpuFeatures } from '../lib/runtime/cpu';
 import { debianPhoto, dfdet, ensureBuilt, ndjson } from './helpers/cli';
 
 interface Row {
@@ -92,7 +93,9 @@ describe('dfdet model init / info', () => {
     expect(meta.methods).toContain('forward');
     expect(meta.parameterCount).toBe(out.parameterCount);
     expect(meta.randomWeights).toBe(true);
-    expect(meta.dtype).toBe('float32');
+    // info loads as detect does: dtype 'auto' (bf16 on CPUs with native bf16).
+    expect(meta.dtype).toBe(cpuFeatures().bf16 ? 'bfloat16' : 'float32');
+    expect((await dfdet(['info', model, '--json', '--dtype', 'float32'])).stdout).toMatch(/"dtype": "float32"/);
 
     const text = await dfdet(['info', model]);
     expect(text.code).toBe(0);

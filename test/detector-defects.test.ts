@@ -221,7 +221,7 @@ describe('prepare (the pipeline up to the model, for training crops)', () => {
     expect(p.faces).toEqual([{ face: { box: { x: 0, y: 0, width: 64, height: 48 }, score: 1 }, frame: 0 }]);
     expect(p.tensor.shape).toEqual([1, 3, size, size]);
     // The same tensor row through the model gives detect's score.
-    await using model = await Model.load(modelPath);
+    await using model = await Model.load(modelPath, { dtype: 'auto' }); // the detector's precision (its default)
     const out = expectTensor(await model.run('forward', [{ data: p.tensor.data, shape: p.tensor.shape, dtype: 'float32' }]));
     expect(softmaxFake(out.data as Float32Array)).toBe((await d.detect(image)).pFake);
     await expect(d.prepare(path.join(dir, 'missing.png'))).rejects.toMatchObject({ code: 'NOT_FOUND' });

@@ -100,7 +100,7 @@ describe('runtime options: one TypeScript check, sharp-style', () => {
   it('device and dtype are checked before the addon sees them', async () => {
     await expectDfdetError(Model.load(file, { device: 'tpu' }), 'BAD_INPUT', /^Expected 'cpu', 'cuda' or 'cuda:N' for device but received "tpu" of type string$/);
     await expectDfdetError(Model.load(file, { device: 'cuda:x' }), 'BAD_INPUT', /for device but received "cuda:x"/);
-    await expectDfdetError(Model.load(file, { dtype: 'int8' as never }), 'BAD_INPUT', /^Expected one of float32, float16, bfloat16 for dtype but received "int8" of type string$/);
+    await expectDfdetError(Model.load(file, { dtype: 'int8' as never }), 'BAD_INPUT', /^Expected one of auto, float32, float16, bfloat16 for dtype but received "int8" of type string$/);
     await expectDfdetError(Model.load(file, { extraFiles: 'dfdet.json' as never }), 'BAD_INPUT', /for extraFiles/);
     const m = await Model.load(file, { device: 'cpu', dtype: 'float32', threads: 1 });
     await m.dispose();

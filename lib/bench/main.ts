@@ -33,7 +33,8 @@ export async function main(argv: string[] = process.argv): Promise<number> {
   const report = await runBench({ only: o.only, quick: o.quick, cacheDir: o.cacheDir, python: o.python });
   const env = report.environment;
   process.stdout.write(
-    `\ndfdet benchmarks${report.quick ? ' (quick)' : ''}: ${env.cpu} x${env.cores}, libtorch ${env.torch}, ${env.threads} threads, Node ${env.node}\n\n`,
+    `\ndfdet benchmarks${report.quick ? ' (quick)' : ''}: ${env.cpu} x${env.cores}, libtorch ${env.torch}, ${env.threads} threads, Node ${env.node}\n` +
+      `CPU flags: ${(env.cpuFlags as string[]).join(' ') || 'none found'}; dtype 'auto' on cpu = ${String(env.autoDType)}\n\n`,
   );
   process.stdout.write(`${formatTable(report.results)}\n`);
   const cores = typeof env.cores === 'number' ? env.cores : 1;

@@ -10,11 +10,14 @@ import { type BenchContext, type BenchResult, defaultBenchCacheDir, loadAverage,
 import { benchMedia } from './media';
 import { benchModels } from './models';
 import { benchNative } from './native';
+import { chooseDType } from '../model';
+import { cpuFeatures } from '../runtime/cpu';
 import { benchServe } from './serve';
+import { benchThroughput } from './throughput';
 import { benchTrain } from './train';
 
 /** Benchmark parts, in the order they run. */
-export const PARTS = ['native', 'models', 'media', 'serve', 'train'] as const;
+export const PARTS = ['native', 'models', 'media', 'throughput', 'serve', 'train'] as const;
 /** A benchmark part name. */
 export type BenchPart = (typeof PARTS)[number];
 
@@ -75,6 +78,8 @@ export async function runBench(options: RunBenchOptions = {}): Promise<BenchRepo
       torch: info.torchVersion,
       threads: info.threads,
       blas: info.blasLibraries,
+      cpuFlags: cpuFeatures().flags,
+      autoDType: chooseDType('auto', 'cpu'),
       python: ctx.python,
     },
     results: [],
@@ -82,7 +87,7 @@ export async function runBench(options: RunBenchOptions = {}): Promise<BenchRepo
     partSeconds: {},
     partLoadAverage: {},
   };
-  const run: Record<BenchPart, (c: BenchContext) => Promise<BenchResult[]>> = { native: benchNative, models: benchModels, media: benchMedia, serve: benchServe, train: benchTrain };
+  const run: Record<BenchPart, (c: BenchContext) => Promise<BenchResult[]>> = { native: benchNative, models: benchModels, media: benchMedia, throughput: benchThroughput, serve: benchServe, train: benchTrain };
   try {
     for (const part of parts) {
       const t0 = now();

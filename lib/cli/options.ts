@@ -6,7 +6,7 @@ import { type Command, InvalidArgumentError } from 'commander';
 
 import { DETECTOR_DEFAULTS, DETECTOR_RULES, type DetectorOptions, type Rule } from '../options';
 import { DfdetError, isDfdetError } from '../errors';
-import type { ModelDType } from '../model';
+import type { DTypeOption } from '../model';
 
 /** Exit codes of every command. */
 export const EXIT = {
@@ -81,7 +81,7 @@ export interface DetectorFlags {
   allFaces?: boolean;
   crop?: 'align' | 'box';
   device?: string;
-  dtype?: ModelDType;
+  dtype?: DTypeOption;
   batchSize?: number;
   concurrency?: number;
   threads?: number;
@@ -108,7 +108,7 @@ export function addDetectorOptions(cmd: Command, defaults: Partial<typeof DETECT
     .option('--all-faces', 'videos: score every face track, not only the main subject (score = highest track)')
     .option('--crop <mode>', "face crop: 'align' (eye-landmark alignment, the paper's) or 'box'", schemaOption('--crop', r.crop, false), d.crop)
     .option('--device <device>', "'cpu', 'cuda' or 'cuda:N'", d.device)
-    .option('--dtype <dtype>', 'float32, float16 or bfloat16', schemaOption('--dtype', r.dtype, false), d.dtype)
+    .option('--dtype <dtype>', "'auto' (bf16 where the CPU/GPU has it, else float32), float32, float16 or bfloat16", schemaOption('--dtype', r.dtype, false), d.dtype)
     .option('--batch-size <n>', 'largest model batch (faces)', schemaOption('--batch-size', r.batchSize), d.batchSize)
     .option('--concurrency <n>', 'inputs decoded at once', schemaOption('--concurrency', r.concurrency), d.concurrency)
     .option('--threads <n>', 'libtorch threads (default: number of cores)', schemaOption('--threads', r.threads))

@@ -12,7 +12,7 @@ import { Model } from '../model';
 import { type CallSettings, type DetectCallOptions, type DetectorOptions, resolveCallOptions, resolveDetectorOptions, type ResolvedDetectorOptions } from '../options/detector';
 import { resolveModel } from '../resolve-model';
 import { aggregate, softmaxFake } from './aggregate';
-import { type PipelineContext, type PreparedFaces, prepareFaces, runPipeline, warmUp } from './run';
+import { type PipelineContext, type PreparedFaces, prepareFaces, runPipeline, unitVector, warmUp } from './run';
 import { type FailedSource, inputName, sourcesOf, toResultError } from './sources';
 import { Lifecycle, streamResults } from './stream';
 import type { DetectorStats, DetectResult, EmbedResult, ModelIdentity } from './types';
@@ -59,8 +59,9 @@ export class Detector {
       arch: `vit ${a.imageSize}px/${a.patchSize} w${a.width} L${a.layers} (${a.head})`,
       sourceKind: this.metadata.source.kind,
       sourceSha256: this.metadata.source.sha256,
+      dtype: model.info.dtype,
     };
-    this.#ctx = { faceModel, options: opts, input: this.metadata.input };
+    this.#ctx = { faceModel, options: opts, input: this.metadata.input, preprocess: 'native', device: opts.device };
     const size = this.metadata.input.size;
     this.#score = new Batcher(model, 'forward', [3, size, size], { maxBatch: opts.batchSize, maxWaitMs: opts.maxWaitMs });
   }
@@ -154,10 +155,12 @@ export class Detector {
     return streamResults(inputs, {
       lifecycle: this.#life,
       limit: this.#opts.concurrency,
+      facesAhead: 2 * this.#opts.batchSize,
       signal: call.signal,
       external,
       sourcesOf: (input, index) => sourcesOf(input, index, call.signal, this.#life.disposing),
-      analyze: (source, index) => this.#analyze(source, index, call),
+      analyze: (source, index, prepared) => this.#analyze(source, index, call, prepared),
+      drain: () => this.#score.drain(),
     });
   }
 
@@ -182,7 +185,9 @@ export class Detector {
     try {
       const { prepared, rows } = await runPipeline(s, this.#ctx, this.#embed, 'features', call, call.signal);
       const video = s.kind === 'video';
-      const faces = prepared.faces.map((f, i) => ({ box: f.face.box, frame: video ? f.frame : undefined, track: f.face.track, embedding: rows[i]! }));
+      // Below float32 the model's own L2 norm rounds (bf16: |v| off by ~1e-3): renormalise in float32.
+      const unit = this.identity.dtype === 'float32' ? (v: Float32Array) => v : unitVector;
+      const faces = prepared.faces.map((f, i) => ({ box: f.face.box, frame: video ? f.frame : undefined, track: f.face.track, embedding: unit(rows[i]!) }));
       return { index: 0, source: s.name, kind: s.kind, faces };
     } catch (e) {
       return { index: 0, source: s.name, kind: s.kind, faces: [], error: toResultError(e) };
@@ -207,7 +212,7 @@ export class Detector {
     );
   }
 
-  async #analyze(source: MediaSource | FailedSource, index: number, call: Call): Promise<DetectResult> {
+  async #analyze(source: MediaSource | FailedSource, index: number, call: Call, prepared?: (faces: number) => void): Promise<DetectResult> {
     const t0 = performance.now();
     const base = { index, source: source.name, threshold: call.threshold, model: this.identity, faces: [], noFace: false };
     this.#inputs++;
@@ -216,7 +221,7 @@ export class Detector {
       return { ...base, kind: 'unknown', pFake: null, label: null, aggregate: 'none', timings: zeroTimings(), error: source.error };
     }
     try {
-      const { prepared: p, rows, timings } = await runPipeline(source, this.#ctx, this.#score, 'forward', call, call.signal);
+      const { prepared: p, rows, timings } = await runPipeline(source, this.#ctx, this.#score, 'forward', call, call.signal, prepared);
       const faces = p.faces.map((f, i) => ({ face: f.face, frame: f.frame, pFake: softmaxFake(rows[i]!) }));
       const detecting = this.#faceModel !== undefined;
       const scored = aggregate({ kind: p.kind, detecting, faces, frames: p.frames, tracks: p.tracks, mainId: p.mainId, partial: p.partial }, call);

@@ -8,7 +8,7 @@
 import type { Batcher } from '../batcher';
 import type { DetectorMetadata } from '../detector-model/metadata';
 import { DfdetError } from '../errors';
-import { cropFace } from '../faces/align';
+import { cropMatrix, warpAffine } from '../faces/align';
 import { detectFaces } from '../faces/blazeface';
 import type { Face } from '../faces/types';
 import { mainTrack, trackFaces, type FaceTrack } from '../faces/track';
@@ -17,6 +17,7 @@ import { decodeImage, type RgbImage } from '../media/image';
 import { clipTransform, type ClipTensor } from '../media/transform';
 import { sampleFrames, type SamplingStrategy } from '../media/video';
 import type { Model } from '../model';
+import { type CropSpec, preprocessBatch } from '../preprocess/native';
 import type { ResolvedDetectorOptions } from '../options/detector';
 import type { FrameMeta } from './aggregate';
 import type { FaceGeometry } from './types';
@@ -30,6 +31,13 @@ export interface PipelineContext {
   >;
   /** The detector model's input (size, mean, std, interpolation), from its metadata. */
   input: DetectorMetadata['input'];
+  /**
+   * Where crops are cut, resized and normalised: 'native' (batched libtorch ops on `device`, off
+   * the event loop; the default) or 'js' (cropFace + clipTransform, the reference it matches).
+   */
+  preprocess?: 'native' | 'js';
+  /** The model's device, for native preprocessing. Default 'cpu'. */
+  device?: string;
 }
 
 /** Per-call settings the preprocessing depends on. */
@@ -129,10 +137,11 @@ export async function prepareFaces(source: MediaSource, ctx: PipelineContext, se
 
   let tracks: FaceTrack[] = [];
   let mainId = -1;
-  const crops: RgbImage[] = [];
+  const specs: CropSpec[] = [];
   const faces: PreparedFace[] = [];
-  const crop = (image: RgbImage, f: Face, frame: number, track?: number): void => {
-    crops.push(cropFace(image, f, { mode: o.crop, scale: o.cropScale, size: o.cropSize }));
+  const cropOpts = { mode: o.crop, scale: o.cropScale, size: o.cropSize };
+  const crop = (frame: number, f: Face, track?: number): void => {
+    specs.push({ image: frame, matrix: cropMatrix(f, cropOpts) });
     faces.push({ face: faceGeometry(f, toSource, track), frame });
   };
   if (ctx.faceModel) {
@@ -144,21 +153,33 @@ export async function prepareFaces(source: MediaSource, ctx: PipelineContext, se
     if (source.kind === 'video') {
       tracks = trackFaces(found);
       mainId = mainTrack(found)?.id ?? -1;
-      for (const t of tracks) if (settings.allFaces || t.id === mainId) for (const p of t.points) crop(images[p.frame]!, p.face, p.frame, t.id);
+      for (const t of tracks) if (settings.allFaces || t.id === mainId) for (const p of t.points) crop(p.frame, p.face, t.id);
     } else {
-      for (const f of found[0] ?? []) crop(images[0]!, f, 0);
+      for (const f of found[0] ?? []) crop(0, f);
     }
   } else {
     images.forEach((img, i) => {
-      crops.push(img);
+      specs.push({ image: i, matrix: null });
       faces.push({ face: { box: { x: 0, y: 0, width: img.width * toSource, height: img.height * toSource }, score: 1 }, frame: i });
     });
   }
   const t2 = performance.now();
-  const m = ctx.input;
-  const tensor = clipTransform(crops, { size: m.size, mean: m.mean, std: m.std, interpolation: m.interpolation });
+  const tensor = await cropAndTransform(images, specs, ctx);
+  throwIfAborted(signal);
   const t3 = performance.now();
   return { kind: source.kind === 'video' ? 'video' : 'image', faces, tensor, frames, tracks, mainId, partial, timings: { decodeMs: t1 - t0, facesMs: t2 - t1, transformMs: t3 - t2 } };
+}
+
+/**
+ * The model input of every crop: in the addon (batched, on the model's device) or, as the
+ * reference, with cropFace + clipTransform in JS. Both compute the same bytes (see
+ * test/preprocess-native.test.ts).
+ */
+export async function cropAndTransform(images: readonly RgbImage[], specs: readonly CropSpec[], ctx: Pick<PipelineContext, 'options' | 'input' | 'preprocess' | 'device'>): Promise<ClipTensor> {
+  const m = ctx.input;
+  if ((ctx.preprocess ?? 'native') === 'native') return preprocessBatch(images, specs, { cropSize: ctx.options.cropSize, input: m, device: ctx.device });
+  const crops = specs.map((c) => (c.matrix ? warpAffine(images[c.image]!, c.matrix, ctx.options.cropSize, ctx.options.cropSize) : images[c.image]!));
+  return clipTransform(crops, { size: m.size, mean: m.mean, std: m.std, interpolation: m.interpolation });
 }
 
 /**
@@ -175,10 +196,22 @@ export function checkModelOutput(rows: readonly Float32Array[], method: string):
   }
 }
 
-/** Runs the whole pipeline on one input: {@link prepareFaces}, then one batcher item per face. */
-export async function runPipeline(source: MediaSource, ctx: PipelineContext, batcher: Batcher, method: string, settings: PrepareSettings, signal?: AbortSignal): Promise<PipelineOutput> {
+/**
+ * Runs the whole pipeline on one input: {@link prepareFaces}, then one batcher item per face.
+ * `onPrepared` hears how many faces went to the batcher (the stream then starts the next input).
+ */
+export async function runPipeline(
+  source: MediaSource,
+  ctx: PipelineContext,
+  batcher: Batcher,
+  method: string,
+  settings: PrepareSettings,
+  signal?: AbortSignal,
+  onPrepared?: (faces: number) => void,
+): Promise<PipelineOutput> {
   const prepared = await prepareFaces(source, ctx, settings, signal);
   const t0 = performance.now();
+  onPrepared?.(prepared.faces.length);
   const item = prepared.tensor.data.length / Math.max(1, prepared.faces.length);
   const rows = await batcher.submitAll(
     prepared.faces.map((_, i) => prepared.tensor.data.subarray(i * item, (i + 1) * item)),
@@ -187,6 +220,14 @@ export async function runPipeline(source: MediaSource, ctx: PipelineContext, bat
   checkModelOutput(rows, method);
   const { decodeMs, facesMs, transformMs } = prepared.timings;
   return { prepared, rows, timings: { decodeMs, facesMs, scoreMs: transformMs + performance.now() - t0 } };
+}
+
+/** `v / |v|` in float32 arithmetic (a zero vector stays zero), as a new array. */
+export function unitVector(v: Float32Array): Float32Array {
+  let sum = 0;
+  for (let i = 0; i < v.length; i++) sum += v[i]! * v[i]!;
+  const norm = Math.max(Math.sqrt(sum), 1e-12);
+  return v.map((x) => x / norm);
 }
 
 /**

@@ -139,6 +139,8 @@ export interface ModelIdentity {
   /** Where the weights came from ('init' means random: scores carry no meaning). */
   sourceKind: string;
   sourceSha256: string;
+  /** The precision the model ran in ('float32', 'bfloat16', 'float16'): what `dtype: 'auto'` chose. */
+  dtype: string;
 }
 
 /** Counters of a detector. */

@@ -5,7 +5,7 @@
  * everywhere, and refused at `create` (BAD_INPUT naming the option), never later per input.
  */
 import { frameCountRule, samplingRule, type SamplingStrategy } from '../media/video';
-import type { ModelDType } from '../model';
+import type { DTypeOption } from '../model';
 import { abortSignal, boolean, integer, number, object, oneOf, optional, positive, type Rule, text } from './checks';
 
 /** Options of `Detector.create`. Every one is optional; {@link DETECTOR_DEFAULTS} has the defaults. */
@@ -18,8 +18,13 @@ export interface DetectorOptions {
   model?: string | Uint8Array;
   /** 'cpu', 'cuda' or 'cuda:N'. Default 'cpu'. */
   device?: string;
-  /** Model precision: 'float32', 'float16' or 'bfloat16'. Default 'float32'. */
-  dtype?: ModelDType;
+  /**
+   * Model precision: 'auto' (default), 'float32', 'float16' or 'bfloat16'. 'auto' is bfloat16 on
+   * CPUs with native bf16 (AVX512-BF16 or AMX) and on CUDA devices of compute capability >= 8.0,
+   * float16 on older CUDA devices, float32 elsewhere; `DFDET_DTYPE=float32` overrides it. Results
+   * name the precision used in `model.dtype`.
+   */
+  dtype?: DTypeOption;
   /** libtorch intra-op threads (process-wide), an integer from 1 to 1024. Default: number of cores. */
   threads?: number;
   /** Largest model batch (faces), an integer from 1 to 1024. Default 8. */
@@ -63,7 +68,11 @@ export interface DetectorOptions {
   maxFrameSide?: number;
   /** Videos: most bytes of decoded frames held for one video (then it is scored partially): a positive integer or Infinity. Default 1 GiB. */
   maxVideoBytes?: number;
-  /** Inputs processed at once by detect([...]) and detectStream, 1 to 256. Default 4. */
+  /**
+   * Inputs decoded and cropped at once by detect([...]) and detectStream, 1 to 256. Default 4. More
+   * inputs wait for the model while these decode (up to 2 x batchSize faces), so batches fill
+   * even with one face per input.
+   */
   concurrency?: number;
   /**
    * Run the detector model once (a batch of `batchSize` blank crops) and the face detector once in
@@ -99,7 +108,7 @@ export interface DetectCallOptions {
 /** The defaults of {@link DetectorOptions} (options without a default are left to libtorch or the registry). */
 export const DETECTOR_DEFAULTS = Object.freeze({
   device: 'cpu',
-  dtype: 'float32' as ModelDType,
+  dtype: 'auto' as DTypeOption,
   batchSize: 8,
   maxWaitMs: 5,
   faces: 'detect' as 'detect' | 'none',
@@ -132,7 +141,7 @@ export type ResolvedDetectorOptions = Omit<Required<DetectorOptions>, 'model' | 
 /** The rule of every option that has one (the CLI builds its flag parsers from these). */
 export const DETECTOR_RULES = Object.freeze({
   device: text,
-  dtype: oneOf<ModelDType>(['float32', 'float16', 'bfloat16']),
+  dtype: oneOf<DTypeOption>(['auto', 'float32', 'float16', 'bfloat16']),
   threads: integer(1, 1024),
   batchSize: integer(1, 1024),
   maxWaitMs: number(0, 60_000),

@@ -151,7 +151,7 @@ export function failedResult(index: number, source: string, failedReason: string
     noFace: false,
     faces: [],
     aggregate: 'none',
-    model: { name: '', arch: '', sourceKind: 'unknown', sourceSha256: '' },
+    model: { name: '', arch: '', sourceKind: 'unknown', sourceSha256: '', dtype: '' },
     timings: { decodeMs: 0, facesMs: 0, scoreMs: 0, totalMs: 0 },
     error,
   };

@@ -86,7 +86,7 @@ function registerInfoRoutes(app: FastifyInstance, c: ServeController, routes: Ro
           arch: d.identity.arch,
           architecture: m.arch,
           device: c.modelInfo.device ?? null,
-          dtype: c.modelInfo.dtype ?? null,
+          dtype: d.identity.dtype,
           input: m.input,
           labels: m.labels,
           source: { kind: m.source.kind, file: m.source.file, sha256: m.source.sha256 },

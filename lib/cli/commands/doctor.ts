@@ -13,7 +13,9 @@ import { isDfdetError } from '../../errors';
 import { BLAZEFACE_MODEL_PATH } from '../../faces/blazeface';
 import { native, nativeLoadReport, packageRoot } from '../../native';
 import { loadFix, sourceBuildMissing } from '../../runtime/advice';
+import { cpuFeatures, type CpuFeatures } from '../../runtime/cpu';
 import { describeLibtorch } from '../../runtime/libtorch';
+import { chooseDType } from '../../model';
 import type { LoadAttempt } from '../../runtime/loader';
 import { defaultModel } from '../../registry';
 import { bytes } from '../output';
@@ -34,6 +36,8 @@ export interface DoctorReport {
   /** The addon candidates in load order: the one that loaded, and why each other did not. */
   addon: { platform: string; loaded: string | null; file: string | null; libtorch: string; attempts: LoadAttempt[]; sourceBuildMissing: string[] };
   torch: { version: string; flavour: string; cudaAvailable: boolean; cudaDevices: number; threads: number; sdpaShim: boolean; blasLibraries: string[]; blas: string } | null;
+  /** What `dtype: 'auto'` chooses on the CPU here, and the CPU flags it read. */
+  precision: { autoCpu: string; cpu: CpuFeatures };
   ffmpeg: { path: string; version: string | null };
   ffprobe: { path: string; version: string | null };
   sharp: { version: string | null; libvips: string | null };
@@ -142,6 +146,7 @@ export async function runChecks(cacheDir = defaultCacheDir()): Promise<DoctorRep
     node: { version: process.version, platform: process.platform, arch: process.arch, cpus: os.cpus().length },
     addon,
     torch,
+    precision: { autoCpu: chooseDType('auto', 'cpu'), cpu: cpuFeatures() },
     ffmpeg,
     ffprobe,
     sharp,
@@ -175,6 +180,7 @@ export function registerDoctor(program: Command): void {
         t
           ? `libtorch:  ${t.version}, ${t.flavour}, ${t.threads} thread${t.threads === 1 ? '' : 's'}, SDPA shim ${t.sdpaShim ? 'on' : 'off'}`
           : 'libtorch:  NOT LOADED',
+        `precision: auto = ${r.precision.autoCpu} on cpu (${r.precision.cpu.bf16 ? 'native bf16' : 'no native bf16'}; flags: ${r.precision.cpu.flags.join(' ') || 'none found'})`,
         ...(t ? [`BLAS:      ${t.blas}${t.blasLibraries.length ? `: ${t.blasLibraries.join(', ')}` : ''}`] : []),
         `ffmpeg:    ${r.ffmpeg.version ?? 'MISSING'} (${r.ffmpeg.path})`,
         `ffprobe:   ${r.ffprobe.version ?? 'MISSING'} (${r.ffprobe.path})`,

@@ -15,7 +15,7 @@ interface InfoFlags {
   json?: boolean;
   cacheDir?: string;
   device: string;
-  dtype: 'float32' | 'float16' | 'bfloat16';
+  dtype: 'auto' | 'float32' | 'float16' | 'bfloat16';
 }
 
 /** Registers `info`. */
@@ -27,7 +27,7 @@ export function registerInfo(program: Command): void {
     .option('--json', 'print JSON')
     .option('--cache-dir <dir>', 'model cache folder')
     .option('--device <device>', "device to load on: 'cpu', 'cuda', 'cuda:N'", 'cpu')
-    .option('--dtype <dtype>', 'precision to load in', choiceOption('--dtype', ['float32', 'float16', 'bfloat16'] as const), 'float32')
+    .option('--dtype <dtype>', "precision to load in ('auto': bf16 where the CPU/GPU has it)", choiceOption('--dtype', ['auto', 'float32', 'float16', 'bfloat16'] as const), 'auto')
     .addHelpText('after', '\nExit codes: 0 shown, 2 model not found or not loadable.')
     .action(async (name: string | undefined, flags: InfoFlags) => {
       const { source, name: shown } = await resolveModel(name, flags.cacheDir);

@@ -1,0 +1,193 @@
+/**
+ * Benchmark part "throughput": what `dtype: 'auto'`, batches that fill and native preprocessing
+ * give, as ratios measured in one run:
+ * - model only in the auto precision against PyTorch float32 on the same file and input
+ *   (>= 1.8x on CPUs with native bf16, >= 1.0x elsewhere);
+ * - end to end (`detect`) against model only at the same precision, in faces per second, for face
+ *   crops with `faces: 'none'`, photos with faces, and a video (target >= 0.9x);
+ * - preprocessing (crop + resize + normalise) in crops per second, native against the JS path.
+ * Face crops come from $DFDET_BENCH_CROPS (a folder of crops) when set, else from a real photo.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import sharp from 'sharp';
+
+import type { ArchName } from '../detector-model/arch';
+import { ARCHS } from '../detector-model/arch';
+import { Detector } from '../detector/detector';
+import { cropAndTransform } from '../detector/run';
+import { cropMatrix } from '../faces/align';
+import { detectFaces, loadFaceDetector } from '../faces/blazeface';
+import { decodeImage } from '../media/image';
+import { CLIP_MEAN, CLIP_STD } from '../media/transform';
+import { chooseDType, Model } from '../model';
+import { native } from '../native';
+import { preprocessBatch, type CropSpec } from '../preprocess/native';
+import { cpuFeatures } from '../runtime/cpu';
+import { type BenchContext, type BenchResult, cachedDetector, median, now, PyForwardServer, pythonUnavailable, rate, ratioOf, syntheticInput } from './common';
+
+const PHOTO_PATHS = ['/usr/share/matplotlib/mpl-data/sample_data/grace_hopper.jpg', '/usr/lib/python3/dist-packages/imageio/resources/images/astronaut.png'];
+
+/** Settings of {@link benchThroughput}; defaults depend on `ctx.quick`. */
+export interface ThroughputBenchOptions {
+  /** Detector size (default 'vit-b-16'; quick: 'tiny'). */
+  arch?: ArchName;
+  /** Model batch size (default 8). */
+  batch?: number;
+  /** Face crops scored end to end (default 128; quick: 16). */
+  crops?: number;
+  /** Seconds per preprocessing rate (default 3; quick: 0.5). */
+  seconds?: number;
+}
+
+/** Image files of face crops: $DFDET_BENCH_CROPS, else squares cut from a real photo. */
+async function faceCrops(ctx: BenchContext, photo: string, n: number): Promise<string[]> {
+  const dir = process.env.DFDET_BENCH_CROPS;
+  if (dir && fs.existsSync(dir)) {
+    const files = spawnSync('find', [dir, '-type', 'f', '(', '-name', '*.png', '-o', '-name', '*.jpg', ')'], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .filter(Boolean)
+      .sort();
+    if (files.length) return Array.from({ length: n }, (_, i) => files[i % files.length]!);
+  }
+  const meta = await sharp(photo).metadata();
+  const side = Math.min(meta.width!, meta.height!);
+  const out: string[] = [];
+  for (let i = 0; i < Math.min(n, 8); i++) {
+    const s = Math.round(side * (0.5 + 0.05 * i));
+    const file = path.join(ctx.tmpDir, `crop${i}.png`);
+    await sharp(photo).extract({ left: Math.round((meta.width! - s) / 2), top: Math.round((meta.height! - s) / 3), width: s, height: s }).png().toFile(file);
+    out.push(file);
+  }
+  return Array.from({ length: n }, (_, i) => out[i % out.length]!);
+}
+
+/** Runs the throughput part. */
+export async function benchThroughput(ctx: BenchContext, opts: ThroughputBenchOptions = {}): Promise<BenchResult[]> {
+  const arch = opts.arch ?? (ctx.quick ? 'tiny' : 'vit-b-16');
+  const batch = opts.batch ?? 8;
+  const nCrops = opts.crops ?? (ctx.quick ? 16 : 128);
+  const seconds = opts.seconds ?? (ctx.quick ? 0.5 : 3);
+  const photo = PHOTO_PATHS.find((p) => fs.existsSync(p));
+  if (!photo) throw new Error('no sample photo (install python-matplotlib-data or python3-imageio)');
+  const cpu = cpuFeatures();
+  const dtype = chooseDType('auto', 'cpu');
+  const file = await cachedDetector(ctx, arch);
+  const size = ARCHS[arch].imageSize;
+  const per = 3 * size * size;
+  const input = syntheticInput(batch * per);
+  const label = `${arch} b=${batch} ${dtype}`;
+  const results: BenchResult[] = [];
+
+  // Model only: the auto precision against PyTorch float32 on the same file, taking turns.
+  const model = await Model.load(file, { dtype: 'auto' });
+  const forward = async (): Promise<void> => void (await model.run('forward', [{ data: input, shape: [batch, 3, size, size], dtype: 'float32' }]));
+  const modelTimes: number[] = [];
+  const torchTimes: number[] = [];
+  try {
+    const why = await pythonUnavailable(ctx);
+    const inputFile = path.join(ctx.tmpDir, 'throughput-input.f32');
+    fs.writeFileSync(inputFile, input);
+    const py = why ? undefined : await PyForwardServer.start(ctx, file, inputFile, [3, size, size], native().runtimeInfo().threads);
+    if (why) ctx.log(`throughput: PyTorch reference skipped: ${why}`);
+    try {
+      ctx.log(`throughput: model only, ${label} against PyTorch float32`);
+      for (let i = 0; i < 2; i++) {
+        await forward();
+        await py?.run(batch, 0, 1);
+      }
+      for (let i = 0; i < (ctx.quick ? 3 : 6); i++) {
+        const t0 = now();
+        await forward();
+        modelTimes.push(now() - t0);
+        if (py) torchTimes.push((await py.run(batch, 0, 1)).times[0]!);
+      }
+    } finally {
+      await py?.close();
+    }
+    const mine = batch / median(modelTimes);
+    const torch = torchTimes.length ? batch / median(torchTimes) : undefined;
+    results.push({
+      part: 'throughput',
+      name: `forward ${label} (model only)`,
+      value: mine,
+      unit: 'img/s',
+      ...(torch !== undefined ? { reference: { name: 'torch fp32', value: torch } } : {}),
+      ratio: ratioOf(mine, torch),
+      ratioLabel: 'dfdet/torch-fp32',
+      target: cpu.bf16 ? '>= 1.8 (aim 2)' : '>= 1.0',
+      details: { dtype, cpuFlags: cpu.flags, modelTimesS: modelTimes, torchTimesS: torchTimes },
+    });
+
+    // End to end against model only at the same precision, in faces per second.
+    const crops = await faceCrops(ctx, photo, nCrops);
+    const photos = Array.from({ length: ctx.quick ? 8 : 32 }, (_, i) => PHOTO_PATHS.filter((p) => fs.existsSync(p))[i % 2] ?? photo);
+    const video = path.join(ctx.tmpDir, 'face.mp4');
+    const gen = spawnSync('ffmpeg', ['-v', 'error', '-y', '-loop', '1', '-i', photo, '-t', '2', '-r', '15', '-vf', 'scale=640:-2', '-pix_fmt', 'yuv420p', video]);
+    const cases: { name: string; faces: 'none' | 'detect'; inputs: string[] }[] = [
+      { name: `face crops, faces none (${crops.length})`, faces: 'none', inputs: crops },
+      { name: `photos with faces (${photos.length})`, faces: 'detect', inputs: photos },
+    ];
+    if (gen.status === 0) cases.push({ name: `videos, 16 frames (${ctx.quick ? 2 : 8})`, faces: 'detect', inputs: Array.from({ length: ctx.quick ? 2 : 8 }, () => video) });
+    else ctx.log('throughput: video case skipped (ffmpeg could not make the clip)');
+    for (const c of cases) {
+      ctx.log(`throughput: end to end, ${c.name}`);
+      const d = await Detector.create({ model: file, dtype: 'auto', faces: c.faces, batchSize: batch, frames: 16 });
+      let faces = 0;
+      let s: number;
+      try {
+        await d.detect(c.inputs.slice(0, 2));
+        const t0 = now();
+        const rs = await d.detect(c.inputs);
+        s = now() - t0;
+        faces = rs.reduce((n, r) => n + r.faces.length, 0);
+      } finally {
+        await d.dispose();
+      }
+      // The model alone on as many faces, in full batches.
+      const runs = Math.max(1, Math.ceil(faces / batch));
+      const t0 = now();
+      for (let i = 0; i < runs; i++) await forward();
+      const modelFacesPerS = (runs * batch) / (now() - t0);
+      const e2e = faces / s;
+      results.push({
+        part: 'throughput',
+        name: `detect ${c.name}`,
+        value: e2e,
+        unit: 'faces/s',
+        reference: { name: `model only ${dtype}`, value: modelFacesPerS },
+        ratio: ratioOf(e2e, modelFacesPerS),
+        ratioLabel: 'e2e/model',
+        target: '>= 0.9',
+        details: { faces, seconds: s, inputs: c.inputs.length },
+      });
+    }
+  } finally {
+    await model.dispose();
+  }
+
+  // Preprocessing: native against the JS reference, on real face crops of the photo.
+  const img = await decodeImage(photo);
+  const fm = await loadFaceDetector();
+  const found = await detectFaces(fm, [img]).finally(() => fm.dispose());
+  const face = found[0]?.[0];
+  const specs: CropSpec[] = Array.from({ length: 32 }, () => ({ image: 0, matrix: face ? cropMatrix(face, {}) : [1, 0, 0, 0, 1, 0] }));
+  const inputSpec = { size: 224, interpolation: 'bicubic' as const, mean: [...CLIP_MEAN], std: [...CLIP_STD] };
+  ctx.log('throughput: preprocessing (align 256 + resize 224 + normalise), native and JS');
+  const nat = await rate(() => preprocessBatch([img], specs, { cropSize: 256, input: inputSpec }), seconds);
+  const js = await rate(() => cropAndTransform([img], specs, { options: { cropSize: 256 } as never, input: inputSpec, preprocess: 'js' }), seconds);
+  results.push({
+    part: 'throughput',
+    name: 'preprocess 32 crops (native)',
+    value: nat.perSec * specs.length,
+    unit: 'crops/s',
+    reference: { name: 'JS cropFace + clipTransform', value: js.perSec * specs.length },
+    ratio: ratioOf(nat.perSec, js.perSec),
+    ratioLabel: 'native/js',
+    target: '>= 1000 crops/s',
+    details: { threads: native().runtimeInfo().threads, face: Boolean(face) },
+  });
+  return results;
+}

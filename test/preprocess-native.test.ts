@@ -1,0 +1,128 @@
+/**
+ * Native batched preprocessing (lib/preprocess/native.ts, native/preprocess*.cc) against the JS
+ * reference (cropFace's warp + clipTransform) on real photos: face crops from BlazeFace's real
+ * detections and from faces placed at rotations, scales and image borders, box crops, and whole
+ * images of several shapes (the faces: 'none' path). Both native kernels (CPU loops, and the
+ * libtorch ops that CUDA runs) must agree with JS within 1/255 per pixel value.
+ */
+import * as fs from 'node:fs';
+
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { cropMatrix, type CropFaceOptions } from '../lib/faces/align';
+import { detectFaces, loadFaceDetector } from '../lib/faces/blazeface';
+import type { Face } from '../lib/faces/types';
+import { decodeImage, type RgbImage } from '../lib/media/image';
+import { CLIP_MEAN, CLIP_STD } from '../lib/media/transform';
+import type { Model } from '../lib/model';
+import { cropAndTransform } from '../lib/detector/run';
+import { native } from '../lib/native';
+import { type CropSpec, preprocessBatch } from '../lib/preprocess/native';
+import { expectDfdetError } from './helpers/errors';
+
+const PHOTOS = ['/usr/share/matplotlib/mpl-data/sample_data/grace_hopper.jpg', '/usr/lib/python3/dist-packages/imageio/resources/images/astronaut.png'];
+const havePhotos = PHOTOS.every((p) => fs.existsSync(p));
+if (!havePhotos) {
+  const msg = 'real photos missing (python-matplotlib-data, python3-imageio): scripts/setup-system.sh --test';
+  if (process.env.CI) throw new Error(msg);
+  console.warn(`SKIPPED: ${msg}`);
+}
+
+const INPUT = { size: 224, interpolation: 'bicubic' as const, mean: [...CLIP_MEAN], std: [...CLIP_STD] };
+const CTX = { options: { cropSize: 256 }, input: INPUT } as Parameters<typeof cropAndTransform>[2];
+
+/** A face of half-size `s` at (cx, cy), rolled by `rot` radians (keypoints where a face has them). */
+function placedFace(cx: number, cy: number, s: number, rot: number): Face {
+  const r = (x: number, y: number): [number, number] => [cx + (x * Math.cos(rot) - y * Math.sin(rot)) * s, cy + (x * Math.sin(rot) + y * Math.cos(rot)) * s];
+  return {
+    box: { x: cx - s, y: cy - s, width: 2 * s, height: 2 * s },
+    score: 1,
+    keypoints: { rightEye: r(-0.35, -0.2), leftEye: r(0.35, -0.2), nose: r(0, 0.1), mouth: r(0, 0.4), rightEar: r(-0.8, 0), leftEar: r(0.8, 0) },
+  };
+}
+
+/** Largest difference between two model inputs, in pixel units (x255: grey levels). */
+function maxLevels(a: Float32Array, b: Float32Array): number {
+  expect(a.length).toBe(b.length);
+  const plane = INPUT.size * INPUT.size;
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!) * CLIP_STD[Math.floor(i / plane) % 3]!);
+  return max * 255;
+}
+
+let images: RgbImage[] = [];
+let faceModel: Model;
+beforeAll(async () => {
+  if (!havePhotos) return;
+  const [a, b] = await Promise.all(PHOTOS.map((p) => decodeImage(p)));
+  // Odd shapes for the whole-image path: tall, wide, and one smaller than the model input.
+  const reshaped = await Promise.all(
+    [
+      [301, 517],
+      [640, 211],
+      [150, 180],
+    ].map(async ([w, h]) => decodeImage(await sharp(PHOTOS[1]).resize(w, h, { fit: 'fill' }).png().toBuffer())),
+  );
+  images = [a!, b!, ...reshaped];
+  faceModel = await loadFaceDetector();
+});
+afterAll(async () => {
+  await faceModel?.dispose();
+});
+
+describe.skipIf(!havePhotos)('native preprocessing matches the JS reference', () => {
+  it('on face crops (real detections, rotations, borders, box mode) and whole images, with both kernels', async () => {
+    const found = await detectFaces(faceModel, images.slice(0, 2));
+    const real = found.flatMap((faces, image) => faces.map((f) => ({ image, f })));
+    expect(real.length).toBeGreaterThanOrEqual(2);
+    const align: CropFaceOptions = { mode: 'align', scale: 1.3, size: 256 };
+    const specs: CropSpec[] = [
+      ...real.map(({ image, f }) => ({ image, matrix: cropMatrix(f, align) })),
+      ...real.map(({ image, f }) => ({ image, matrix: cropMatrix(f, { ...align, mode: 'box' }) })),
+      { image: 0, matrix: cropMatrix(placedFace(260, 250, 90, 0.3), align) },
+      // Across the top-left corner: black border and edge blending.
+      { image: 0, matrix: cropMatrix(placedFace(15, 25, 60, -0.6), align) },
+      // A tiny face, upscaled, and a huge one, downscaled without antialiasing.
+      { image: 1, matrix: cropMatrix(placedFace(300, 200, 12, 1.2), align) },
+      { image: 1, matrix: cropMatrix(placedFace(256, 256, 400, 0), align) },
+      ...images.map((_, image) => ({ image, matrix: null })),
+    ];
+    const js = await cropAndTransform(images, specs, { ...CTX, preprocess: 'js' });
+    const loops = await preprocessBatch(images, specs, { cropSize: 256, input: INPUT, kernel: 'loops' });
+    const ops = await preprocessBatch(images, specs, { cropSize: 256, input: INPUT, kernel: 'ops' });
+    expect(loops.shape).toEqual([specs.length, 3, 224, 224]);
+    expect(maxLevels(loops.data, js.data)).toBeLessThanOrEqual(1);
+    expect(maxLevels(ops.data, js.data)).toBeLessThanOrEqual(1);
+    // The run.ts path (native by default) is this function.
+    const viaRun = await cropAndTransform(images, specs, CTX);
+    expect(maxLevels(viaRun.data, loops.data)).toBe(0);
+  });
+
+  it('handles the bilinear filter and an empty batch', async () => {
+    const input = { ...INPUT, interpolation: 'bilinear' as never };
+    const specs: CropSpec[] = [{ image: 0, matrix: cropMatrix(placedFace(260, 250, 90, 0.2), {}) }, { image: 2, matrix: null }];
+    const js = await cropAndTransform(images, specs, { ...CTX, input, preprocess: 'js' });
+    const nat = await preprocessBatch(images, specs, { cropSize: 256, input });
+    expect(maxLevels(nat.data, js.data)).toBeLessThanOrEqual(1);
+    const none = await preprocessBatch(images, [], { cropSize: 256, input: INPUT });
+    expect(none.shape).toEqual([0, 3, 224, 224]);
+  });
+
+  it('refuses bad requests with typed errors', async () => {
+    const ok: CropSpec = { image: 0, matrix: [1, 0, 0, 0, 1, 0] };
+    await expectDfdetError(preprocessBatch(images, [{ image: 9, matrix: null }], { cropSize: 256, input: INPUT }), 'BAD_INPUT', /image/);
+    await expectDfdetError(preprocessBatch(images, [{ image: 0, matrix: [0, 0, 0, 0, 0, 0] }], { cropSize: 256, input: INPUT }), 'BAD_INPUT', /invertible/);
+    await expectDfdetError(preprocessBatch([{ data: new Uint8Array(5), width: 2, height: 2 }], [ok], { cropSize: 256, input: INPUT }), 'BAD_INPUT', /images\[0\]/);
+    await expectDfdetError(preprocessBatch(images, [ok], { cropSize: 256, input: INPUT, device: 'gpu' }), 'BAD_INPUT', /device/);
+  });
+
+  it('fails with a clear UNSUPPORTED error for CUDA where this libtorch has none', async (ctx) => {
+    if (native().runtimeInfo().cudaAvailable) ctx.skip();
+    await expectDfdetError(
+      preprocessBatch(images, [{ image: 0, matrix: null }], { cropSize: 256, input: INPUT, device: 'cuda' }),
+      'UNSUPPORTED',
+      /no usable CUDA/,
+    );
+  });
+});
