@@ -51,7 +51,9 @@ async function collect(o: TrainOptions, stopAfterEpoch?: number): Promise<TrainE
 /** Validation AUROC of a model file through the Detector (faces: 'none', the crops are faces). */
 async function detectorAuroc(model: string): Promise<number> {
   const items = await scanDataset(path.join(dir, 'val'));
-  const detector = await Detector.create({ model, faces: 'none' });
+  // float32, as training validated: 'auto' would pick bf16 on CPUs that have it, and a bf16 score
+  // can cross another one, moving the AUROC by a pair.
+  const detector = await Detector.create({ model, faces: 'none', dtype: 'float32' });
   try {
     const results = await detector.detect(items.map((it) => it.path));
     return auroc(
