@@ -61,7 +61,7 @@ export class Detector {
       sourceSha256: this.metadata.source.sha256,
       dtype: model.info.dtype,
     };
-    this.#ctx = { faceModel, options: opts, input: this.metadata.input, preprocess: 'native', device: opts.device };
+    this.#ctx = { faceModel, options: opts, input: this.metadata.input, preprocess: 'native', device: opts.device, disposing: this.#life.disposing };
     const size = this.metadata.input.size;
     this.#score = new Batcher(model, 'forward', [3, size, size], { maxBatch: opts.batchSize, maxWaitMs: opts.maxWaitMs });
   }

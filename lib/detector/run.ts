@@ -38,6 +38,8 @@ export interface PipelineContext {
   preprocess?: 'native' | 'js';
   /** The model's device, for native preprocessing. Default 'cpu'. */
   device?: string;
+  /** Aborts when dispose() starts: videos still waiting for an ffmpeg slot are cancelled (DISPOSED). */
+  disposing?: AbortSignal;
 }
 
 /** Per-call settings the preprocessing depends on. */
@@ -122,6 +124,7 @@ export async function prepareFaces(source: MediaSource, ctx: PipelineContext, se
       maxFrameSide: o.maxFrameSide,
       maxTotalBytes: o.maxVideoBytes,
       name: source.name,
+      cancelQueued: ctx.disposing,
     });
     images = v.frames.map((f) => f.image);
     frames = v.frames.map((f) => ({ index: f.index, timestampSec: f.timestampSec }));

@@ -19,6 +19,23 @@ export function abortError(what: string, signal: AbortSignal | undefined): Dfdet
   return new DfdetError('ABORTED', `${what} aborted`, { cause: signal?.reason });
 }
 
+/**
+ * Runs `wait`, a wait in a queue (an ffmpeg pool slot, a decoded-bytes reservation), under the
+ * call's `signal` and under `cancelQueued`, which stops waits only: dispose() cancels work that has
+ * not started while work already running finishes. A wait stopped by `cancelQueued` rejects with its
+ * reason when that is a DfdetError (DISPOSED), else ABORTED.
+ */
+export async function waitInQueue<T>(what: string, o: { signal?: AbortSignal; cancelQueued?: AbortSignal }, wait: (signal: AbortSignal | undefined) => Promise<T>): Promise<T> {
+  const cancel = o.cancelQueued;
+  if (!cancel) return wait(o.signal);
+  try {
+    return await wait(o.signal ? AbortSignal.any([o.signal, cancel]) : cancel);
+  } catch (e) {
+    if (cancel.aborted && !o.signal?.aborted) throw cancel.reason instanceof DfdetError ? cancel.reason : new DfdetError('ABORTED', `${what} was cancelled before it started`, { cause: cancel.reason });
+    throw e;
+  }
+}
+
 /** Name of an input in messages when the caller gave none: the path, else a description (never a temp path). */
 export function defaultName(input: unknown): string {
   if (typeof input === 'string') return input;

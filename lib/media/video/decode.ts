@@ -7,7 +7,7 @@
  */
 import { DfdetError, invalidParameter } from '../../errors';
 import { reserveDecodedBytes } from '../budget';
-import { abortError, defaultName, type MediaData } from '../file';
+import { abortError, defaultName, type MediaData, waitInQueue } from '../file';
 import { DEFAULT_MAX_PIXELS } from '../image';
 import type { RgbImage } from '../rgb';
 import { inputArgs, localInput, runTool, startTool } from './ffmpeg';
@@ -43,6 +43,12 @@ export interface SampleFramesOptions {
   timeoutMs?: number;
   /** Abort: kills ffmpeg (or cancels it while queued for the process pool) and fails with `ABORTED`. */
   signal?: AbortSignal;
+  /**
+   * Cancels the call only while it waits to start its first process (rejecting with this signal's
+   * reason when a DfdetError, else ABORTED); once a process ran, the call goes on to its end. The
+   * Detector passes its dispose signal: dispose() cancels queued videos instead of running them.
+   */
+  cancelQueued?: AbortSignal;
   /** Largest accepted `width * height` of a frame (default 100e6, as images); larger fails with `DECODE_FAILED`. */
   maxPixels?: number;
   /**
@@ -171,10 +177,12 @@ async function* frameGenerator(input: MediaData, opts: SampleFramesOptions, maxT
   // Bytes and streams become a temp file that must outlive the whole iteration.
   const local = await localInput(input, name, signal, maxInputBytes);
   try {
-    const probe = opts.probe ?? (await probeFile(local.file, name, timeoutMs, signal));
+    const probe = opts.probe ?? (await probeFile(local.file, name, timeoutMs, signal, opts.cancelQueued));
     const left = timeoutMs - (Date.now() - t0);
     if (left <= 0) throw new DfdetError('TIMEOUT', `Decoding ${name} timed out after ${timeoutMs} ms`);
-    return yield* decodeFrames(local.file, name, probe, strategy, limits, left, timeoutMs, signal);
+    // Once the probe ran, the call is under way: only the wait for its first process is cancelled.
+    const cancelQueued = opts.probe ? opts.cancelQueued : undefined;
+    return yield* decodeFrames(local.file, name, probe, strategy, limits, left, timeoutMs, { signal, cancelQueued });
   } finally {
     await local.release();
   }
@@ -210,8 +218,9 @@ async function* decodeFrames(
   limits: Limits,
   budgetMs: number,
   timeoutMs: number,
-  signal: AbortSignal | undefined,
+  stops: { signal?: AbortSignal; cancelQueued?: AbortSignal },
 ): AsyncGenerator<VideoFrame, SampleSummary, undefined> {
+  const { signal, cancelQueued } = stops;
   const { maxPixels, maxFrameSide, maxTotalBytes } = limits;
   const fail = (why: string): DfdetError => new DfdetError('DECODE_FAILED', `Could not decode video ${name}: ${why}`, { details: { path: name } });
   if (probe.width * probe.height > maxPixels) {
@@ -227,7 +236,8 @@ async function* decodeFrames(
   if (fit < 1) throw fail(`one ${width}x${height} RGB frame is ${frameBytes} bytes, over the limit of ${maxTotalBytes} (option maxTotalBytes)`);
   const toDecode = Math.min(plan.planned, fit);
   // Frames stream out a few at a time through iterateFrames, all at once through sampleFrames.
-  const reserved = await reserveDecodedBytes(frameBytes * (maxTotalBytes === Infinity ? Math.min(toDecode, 8) : toDecode), `video ${name}`, signal);
+  const bytes = frameBytes * (maxTotalBytes === Infinity ? Math.min(toDecode, 8) : toDecode);
+  const reserved = await waitInQueue(`Decoding ${name}`, stops, (s) => reserveDecodedBytes(bytes, `video ${name}`, s));
   try {
     const vf = `select='${plan.select}',showinfo,scale=${width}:${height}${flags},format=rgb24`;
     const args = [
@@ -244,7 +254,7 @@ async function* decodeFrames(
       '-frames:v', String(toDecode),
       '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1',
     ];
-    return yield* readFrames(args, { file, name, probe, strategy, plan, toDecode, width, height, scale, budgetMs, timeoutMs, signal, limits });
+    return yield* readFrames(args, { file, name, probe, strategy, plan, toDecode, width, height, scale, budgetMs, timeoutMs, signal, cancelQueued, limits });
   } finally {
     reserved();
   }
@@ -263,6 +273,7 @@ interface ReadSpec {
   budgetMs: number;
   timeoutMs: number;
   signal: AbortSignal | undefined;
+  cancelQueued: AbortSignal | undefined;
   limits: Limits;
 }
 
@@ -282,7 +293,7 @@ async function* readFrames(args: string[], s: ReadSpec): AsyncGenerator<VideoFra
     wake = undefined;
     w?.();
   };
-  const proc = await startTool('ffmpeg', args, { timeoutMs: s.budgetMs, limitMs: s.timeoutMs, signal: s.signal, what: `Decoding ${name}`, onChange: notify });
+  const proc = await startTool('ffmpeg', args, { timeoutMs: s.budgetMs, limitMs: s.timeoutMs, signal: s.signal, cancelQueued: s.cancelQueued, what: `Decoding ${name}`, onChange: notify });
   let exit: { code: number | null } | undefined;
   void proc.exited.then((r) => {
     exit = r;

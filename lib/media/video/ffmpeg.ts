@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { DfdetError, invalidParameter } from '../../errors';
 import { Budget } from '../budget';
-import { abortError, checkMediaFile, isReadable, type MediaData } from '../file';
+import { abortError, checkMediaFile, isReadable, type MediaData, waitInQueue } from '../file';
 
 /**
  * Demuxers of media files. Anything else, notably playlist and index formats that name other files
@@ -85,6 +85,8 @@ export interface ToolProcess {
 export interface StartOptions {
   timeoutMs: number;
   signal?: AbortSignal;
+  /** Stops only the wait for a pool slot, never a running process (see media/file's waitInQueue). */
+  cancelQueued?: AbortSignal;
   /** The limit named in the TIMEOUT message when `timeoutMs` is what is left of a larger one. */
   limitMs?: number;
   /** Words for messages: "ffprobe of <name>". */
@@ -102,7 +104,7 @@ async function waitForSlot(o: StartOptions, timedOut: () => DfdetError): Promise
   if (o.signal?.aborted) onAbort();
   else o.signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    return await ffmpegPool().reserve(1, o.what, ac.signal);
+    return await waitInQueue(o.what, { signal: ac.signal, cancelQueued: o.cancelQueued }, (s) => ffmpegPool().reserve(1, o.what, s));
   } catch (e) {
     throw ac.signal.reason === expired ? timedOut() : e;
   } finally {

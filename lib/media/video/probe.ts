@@ -86,10 +86,10 @@ export async function probeVideo(input: MediaData, opts: ProbeOptions = {}): Pro
 }
 
 /** {@link probeVideo} of a checked local file; messages say `name`, never `file`. */
-export async function probeFile(file: string, name: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<VideoProbe> {
+export async function probeFile(file: string, name: string, timeoutMs: number, signal: AbortSignal | undefined, cancelQueued?: AbortSignal): Promise<VideoProbe> {
   const deadline = Date.now() + timeoutMs;
   const what = `ffprobe of ${name}`;
-  const res = await runTool('ffprobe', ['-v', 'error', '-print_format', 'json', '-show_streams', '-show_format', ...inputArgs(file)], { timeoutMs, signal, what });
+  const res = await runTool('ffprobe', ['-v', 'error', '-print_format', 'json', '-show_streams', '-show_format', ...inputArgs(file)], { timeoutMs, signal, cancelQueued, what });
   const fail = (why: string): DfdetError => new DfdetError('DECODE_FAILED', `Could not read video ${name}: ${why}`, { details: { path: name } });
   if (res.code !== 0) throw fail(explainFfmpeg(res.stderr, file, name));
   let info: { streams?: Record<string, unknown>[]; format?: Record<string, unknown> };
@@ -132,7 +132,7 @@ export async function probeFile(file: string, name: string, timeoutMs: number, s
     const c = await runTool(
       'ffprobe',
       ['-v', 'error', '-select_streams', String(v.index ?? 'v:0'), '-count_packets', '-show_entries', 'stream=nb_read_packets', '-of', 'csv=p=0', ...inputArgs(file)],
-      { timeoutMs: left, limitMs: timeoutMs, signal, what },
+      { timeoutMs: left, limitMs: timeoutMs, signal, cancelQueued, what },
     );
     const n = parseInt(c.stdout.toString('utf8').trim(), 10);
     if (c.code === 0 && n > 0) {
