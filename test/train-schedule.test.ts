@@ -1,7 +1,8 @@
 /** The training loop's pure pieces: schedule, batch order, slerp pairs, options, bf16 detection. */
 import { describe, it, expect } from 'vitest';
 import { isDfdetError } from '../lib/errors';
-import { cpuHasBf16, resolveTrainOptions, warmupSteps } from '../lib/train/options';
+import { parseCpuInfo } from '../lib/runtime/cpu';
+import { resolveTrainOptions, warmupSteps } from '../lib/train/options';
 import { epochBatches, epochRandom, learningRate, permutation, slerpPairs } from '../lib/train/schedule';
 import { TRAINABLE, WEIGHT_DECAY } from '../lib/train/model';
 
@@ -71,8 +72,8 @@ describe('options', () => {
     expect(names.filter((n) => WEIGHT_DECAY.test(n))).toEqual(['head_weight']);
   });
   it('bf16 support is read from the CPU flags', () => {
-    expect(cpuHasBf16('processor : 0\nflags : fpu sse avx2 avx512f avx512_bf16\n')).toBe(true);
-    expect(cpuHasBf16('flags : fpu sse avx2 amx_bf16 amx_tile\n')).toBe(true);
-    expect(cpuHasBf16('flags : fpu sse avx2 avx512f\n')).toBe(false);
+    expect(parseCpuInfo('processor : 0\nflags : fpu sse avx2 avx512f avx512_bf16\n').bf16).toBe(true);
+    expect(parseCpuInfo('flags : fpu sse avx2 amx_bf16 amx_tile\n').bf16).toBe(true);
+    expect(parseCpuInfo('flags : fpu sse avx2 avx512f\n').bf16).toBe(false);
   });
 });

@@ -13,7 +13,8 @@ import { buildModule, expectTensor, Model } from '../lib/model';
 import { isDfdetError } from '../lib/errors';
 import { wrapNativeError } from '../lib/native';
 import { createTrainer, TRAINABLE, WEIGHT_DECAY } from '../lib/train/model';
-import { checkDtypeSupported, cpuHasBf16, resolveTrainOptions } from '../lib/train/options';
+import { cpuFeatures } from '../lib/runtime/cpu';
+import { checkDtypeSupported, resolveTrainOptions } from '../lib/train/options';
 import { slerpPairs, epochRandom } from '../lib/train/schedule';
 import { runPython, skipWithoutPython } from './helpers/python';
 import { rng } from './helpers/random';
@@ -112,7 +113,7 @@ describe('bfloat16 autocast', () => {
   it('trains with bf16 matmuls close to float32 where the CPU has native bf16, else is UNSUPPORTED', async () => {
     const o32 = resolveTrainOptions({ model: base, data: dir, out: path.join(dir, 'f32.pt') });
     const o16 = resolveTrainOptions({ model: base, data: dir, out: path.join(dir, 'bf16.pt'), dtype: 'bfloat16' });
-    if (cpuHasBf16() === false) {
+    if (!cpuFeatures().bf16) {
       expect(() => checkDtypeSupported(o16)).toThrow(expect.objectContaining({ code: 'UNSUPPORTED' }));
       return;
     }

@@ -11,7 +11,8 @@ import type { ArchName } from '../detector-model/arch';
 import { ARCHS } from '../detector-model/arch';
 import { native } from '../native';
 import { createTrainer, TRAINABLE } from '../train/model';
-import { cpuHasBf16, resolveTrainOptions } from '../train/options';
+import { cpuFeatures } from '../runtime/cpu';
+import { resolveTrainOptions } from '../train/options';
 import { type BenchContext, type BenchResult, cachedDetector, median, now, pythonUnavailable, ratioOf, runPython, syntheticInput } from './common';
 
 /** Settings of {@link benchTrain}; defaults depend on `ctx.quick`. */
@@ -39,7 +40,7 @@ export async function benchTrain(ctx: BenchContext, opts: TrainBenchOptions = {}
   fs.writeFileSync(inputFile, input);
   const labels = Int32Array.from({ length: batch }, (_, i) => i % 2);
   const partner = Int32Array.from({ length: batch }, (_, i) => (i + 2) % batch);
-  const dtypes: ('float32' | 'bfloat16')[] = cpuHasBf16() ? ['float32', 'bfloat16'] : ['float32'];
+  const dtypes: ('float32' | 'bfloat16')[] = cpuFeatures().bf16 ? ['float32', 'bfloat16'] : ['float32'];
   const results: BenchResult[] = [];
   for (const dtype of dtypes) {
     ctx.log(`train: ${arch} batch ${batch} ${dtype}: dfdet`);
