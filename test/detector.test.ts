@@ -16,14 +16,11 @@ import { initModel } from '../lib/detector-model/init';
 import { decodeImage } from '../lib/media/image';
 import { clipTransform } from '../lib/media/transform';
 import { Model, expectTensor } from '../lib/model';
+import { debianPhotos } from './helpers/cli';
 
-const PHOTOS = ['/usr/share/matplotlib/mpl-data/sample_data/grace_hopper.jpg', '/usr/lib/python3/dist-packages/imageio/resources/images/astronaut.png'];
-const havePhotos = PHOTOS.every((p) => fs.existsSync(p));
-if (!havePhotos) {
-  const msg = 'real photos missing (python-matplotlib-data, python3-imageio): scripts/setup-system.sh --test';
-  if (process.env.CI) throw new Error(msg);
-  console.warn(`SKIPPED: ${msg}`);
-}
+const photos = debianPhotos();
+const havePhotos = photos !== null;
+const PHOTOS: string[] = photos ?? [];
 const haveFfmpeg = spawnSync('ffmpeg', ['-version']).status === 0;
 if (!haveFfmpeg) {
   const msg = 'ffmpeg missing: the video tests need it (scripts/setup-system.sh --test)';

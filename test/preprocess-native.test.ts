@@ -5,7 +5,6 @@
  * images of several shapes (the faces: 'none' path). Both native kernels (CPU loops, and the
  * libtorch ops that CUDA runs) must agree with JS within 1/255 per pixel value.
  */
-import * as fs from 'node:fs';
 
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,15 +18,12 @@ import type { Model } from '../lib/model';
 import { cropAndTransform } from '../lib/detector/run';
 import { native } from '../lib/native';
 import { type CropSpec, preprocessBatch } from '../lib/preprocess/native';
+import { debianPhotos } from './helpers/cli';
 import { expectDfdetError } from './helpers/errors';
 
-const PHOTOS = ['/usr/share/matplotlib/mpl-data/sample_data/grace_hopper.jpg', '/usr/lib/python3/dist-packages/imageio/resources/images/astronaut.png'];
-const havePhotos = PHOTOS.every((p) => fs.existsSync(p));
-if (!havePhotos) {
-  const msg = 'real photos missing (python-matplotlib-data, python3-imageio): scripts/setup-system.sh --test';
-  if (process.env.CI) throw new Error(msg);
-  console.warn(`SKIPPED: ${msg}`);
-}
+const photos = debianPhotos();
+const havePhotos = photos !== null;
+const PHOTOS: string[] = photos ?? [];
 
 const INPUT = { size: 224, interpolation: 'bicubic' as const, mean: [...CLIP_MEAN], std: [...CLIP_STD] };
 const CTX = { options: { cropSize: 256 }, input: INPUT } as Parameters<typeof cropAndTransform>[2];

@@ -16,15 +16,12 @@ import { Model, chooseDType } from '../lib/model';
 import { resolveDType } from '../lib/model-options';
 import { native } from '../lib/native';
 import { cpuFeatures, parseCpuInfo } from '../lib/runtime/cpu';
+import { debianPhotos } from './helpers/cli';
 import { expectDfdetError } from './helpers/errors';
 
-const PHOTOS = ['/usr/share/matplotlib/mpl-data/sample_data/grace_hopper.jpg', '/usr/lib/python3/dist-packages/imageio/resources/images/astronaut.png'];
-const havePhotos = PHOTOS.every((p) => fs.existsSync(p));
-if (!havePhotos) {
-  const msg = 'real photos missing (python-matplotlib-data, python3-imageio): scripts/setup-system.sh --test';
-  if (process.env.CI) throw new Error(msg);
-  console.warn(`SKIPPED: ${msg}`);
-}
+const photos = debianPhotos();
+const havePhotos = photos !== null;
+const PHOTOS: string[] = photos ?? [];
 const cuda = native().runtimeInfo().cudaAvailable;
 
 let dir: string;

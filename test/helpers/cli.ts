@@ -103,6 +103,13 @@ export function debianPhoto(name: 'grace_hopper.jpg' | 'astronaut.png'): string 
   return null;
 }
 
+/** Both Debian photos (grace_hopper.jpg, astronaut.png), or null when one is missing (skips locally, fails under CI). */
+export function debianPhotos(): [string, string] | null {
+  const grace = debianPhoto('grace_hopper.jpg');
+  const astronaut = debianPhoto('astronaut.png');
+  return grace && astronaut ? [grace, astronaut] : null;
+}
+
 /** Parses NDJSON text into objects (one per non-empty line). */
 export function ndjson<T = Record<string, unknown>>(text: string): T[] {
   return text
