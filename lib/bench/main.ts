@@ -8,6 +8,7 @@
 import * as fs from 'node:fs';
 import { Command } from 'commander';
 
+import { ARCHS, type ArchName } from '../detector-model/arch';
 import { formatTable } from './common';
 import { type BenchPart, PARTS, runBench } from './run';
 
@@ -16,6 +17,11 @@ function parseParts(value: string): BenchPart[] {
   const bad = names.filter((n) => !(PARTS as readonly string[]).includes(n));
   if (bad.length || names.length === 0) throw new Error(`Expected a comma-separated list of ${PARTS.join(', ')} for --only but received ${JSON.stringify(value)}`);
   return names as BenchPart[];
+}
+
+function parseArch(value: string): ArchName {
+  if (!(value in ARCHS)) throw new Error(`Expected one of ${Object.keys(ARCHS).join(', ')} for --throughput-arch but received ${JSON.stringify(value)}`);
+  return value as ArchName;
 }
 
 /** The CLI entry. */
@@ -27,10 +33,11 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     .option('--quick', 'smoke run: small models and short loops (< 1 min)', false)
     .option('--json <file>', 'write every number (and raw samples) to this JSON file')
     .option('--cache-dir <dir>', 'where built benchmark models are kept between runs')
-    .option('--python <exe>', 'Python with torch for the references');
+    .option('--python <exe>', 'Python with torch for the references')
+    .option('--throughput-arch <arch>', `detector of the throughput part (${Object.keys(ARCHS).join(', ')}; default vit-b-16, quick: tiny)`, parseArch);
   program.parse(argv);
-  const o = program.opts<{ only?: BenchPart[]; quick: boolean; json?: string; cacheDir?: string; python?: string }>();
-  const report = await runBench({ only: o.only, quick: o.quick, cacheDir: o.cacheDir, python: o.python });
+  const o = program.opts<{ only?: BenchPart[]; quick: boolean; json?: string; cacheDir?: string; python?: string; throughputArch?: ArchName }>();
+  const report = await runBench({ only: o.only, quick: o.quick, cacheDir: o.cacheDir, python: o.python, throughputArch: o.throughputArch });
   const env = report.environment;
   process.stdout.write(
     `\ndfdet benchmarks${report.quick ? ' (quick)' : ''}: ${env.cpu} x${env.cores}, libtorch ${env.torch}, ${env.threads} threads, Node ${env.node}\n` +

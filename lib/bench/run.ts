@@ -12,6 +12,7 @@ import { benchModels } from './models';
 import { benchNative } from './native';
 import { chooseDType } from '../model';
 import { cpuFeatures } from '../runtime/cpu';
+import type { ArchName } from '../detector-model/arch';
 import { benchServe } from './serve';
 import { benchThroughput } from './throughput';
 import { benchTrain } from './train';
@@ -27,6 +28,8 @@ export interface RunBenchOptions {
   only?: BenchPart[];
   /** Smoke-run sizes (tiny models, short loops; < 1 min in all). Default false. */
   quick?: boolean;
+  /** Detector of the throughput part (default 'vit-b-16'; quick: 'tiny'). 'vit-l-14' is the paper's. */
+  throughputArch?: ArchName;
   /** Folder for built models kept between runs (default $DFDET_BENCH_CACHE or <tmp>/dfdet-bench-cache). */
   cacheDir?: string;
   /** Python with torch for the references (default $DFDET_PYTHON or /usr/bin/python3). */
@@ -87,7 +90,7 @@ export async function runBench(options: RunBenchOptions = {}): Promise<BenchRepo
     partSeconds: {},
     partLoadAverage: {},
   };
-  const run: Record<BenchPart, (c: BenchContext) => Promise<BenchResult[]>> = { native: benchNative, models: benchModels, media: benchMedia, throughput: benchThroughput, serve: benchServe, train: benchTrain };
+  const run: Record<BenchPart, (c: BenchContext) => Promise<BenchResult[]>> = { native: benchNative, models: benchModels, media: benchMedia, throughput: (c) => benchThroughput(c, { arch: options.throughputArch }), serve: benchServe, train: benchTrain };
   try {
     for (const part of parts) {
       const t0 = now();
