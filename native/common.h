@@ -12,8 +12,50 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace dfdet {
+
+// The explicit dispose() of an object whose async workers may be in flight: dispose() promises
+// resolve once the last worker has settled, and `release` (which frees the object's state) runs
+// then, once. Used on the JS thread only.
+class DisposeGate {
+ public:
+  bool disposing() const { return disposing_; }
+  // A worker was queued (call before it can settle: completion runs on this thread).
+  void started() { inFlight_++; }
+  // A worker settled.
+  template <typename F>
+  void finished(Napi::Env env, F&& release) {
+    inFlight_--;
+    settle(env, std::forward<F>(release));
+  }
+  // dispose(): resolves at once when `released` already, else when no worker is left in flight.
+  template <typename F>
+  Napi::Promise dispose(Napi::Env env, bool released, F&& release) {
+    auto d = Napi::Promise::Deferred::New(env);
+    if (released) {
+      d.Resolve(env.Undefined());
+      return d.Promise();
+    }
+    disposing_ = true;
+    pending_.push_back(d);
+    settle(env, std::forward<F>(release));
+    return d.Promise();
+  }
+
+ private:
+  template <typename F>
+  void settle(Napi::Env env, F&& release) {
+    if (!disposing_ || inFlight_ > 0 || pending_.empty()) return;
+    release();
+    for (auto& d : pending_) d.Resolve(env.Undefined());
+    pending_.clear();
+  }
+  bool disposing_ = false;
+  int inFlight_ = 0;
+  std::vector<Napi::Promise::Deferred> pending_;
+};
 
 // Per-environment state (one per main thread / worker_thread). No static N-API references.
 struct AddonData {

@@ -121,20 +121,14 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value Run(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
-  Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), disposing_); }
+  Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), gate_.disposing()); }
 
-  void RunFinished() {
-    inFlight_--;
-    MaybeFinishDispose();
-  }
+  void RunFinished() { gate_.finished(Env(), [this] { Release(); }); }
 
  private:
-  void MaybeFinishDispose() {
-    if (!disposing_ || inFlight_ > 0) return;
+  void Release() {
     state_.reset();
     ReleaseAccounting();
-    for (auto& d : pendingDisposals_) d.Resolve(Env().Undefined());
-    pendingDisposals_.clear();
   }
   void ReleaseAccounting() {
     if (accountedBytes_ == 0) return;
@@ -144,10 +138,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   }
 
   std::shared_ptr<ModelState> state_;
-  bool disposing_ = false;
-  int inFlight_ = 0;
+  DisposeGate gate_;
   int64_t accountedBytes_ = 0;
-  std::vector<Napi::Promise::Deferred> pendingDisposals_;
 };
 
 class LoadWorker : public PromiseWorker {
@@ -362,7 +354,7 @@ Napi::Value NativeModel::Info(const Napi::CallbackInfo& info) {
 
 Napi::Value NativeModel::Run(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (disposing_ || !state_) throwTyped(env, ErrorCode::DISPOSED, "the model was disposed");
+  if (gate_.disposing() || !state_) throwTyped(env, ErrorCode::DISPOSED, "the model was disposed");
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsArray())
     throwTyped(env, ErrorCode::BAD_INPUT, "Expected run(method: string, inputs: NativeTensor[], options?)");
   Napi::Promise p = queueWorker(new RunWorker(env, this, Value(), state_), [&](RunWorker& w) {
@@ -374,21 +366,12 @@ Napi::Value NativeModel::Run(const Napi::CallbackInfo& info) {
       if (!cf.IsUndefined()) w.checkFinite = cf.ToBoolean().Value();
     }
   });
-  inFlight_++;  // the worker cannot complete before this returns: completion runs on this thread
+  gate_.started();  // the worker cannot complete before this returns: completion runs on this thread
   return p;
 }
 
 Napi::Value NativeModel::Dispose(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto d = Napi::Promise::Deferred::New(env);
-  if (!state_) {
-    d.Resolve(env.Undefined());
-    return d.Promise();
-  }
-  disposing_ = true;
-  pendingDisposals_.push_back(d);
-  MaybeFinishDispose();
-  return d.Promise();
+  return gate_.dispose(info.Env(), !state_, [this] { Release(); });
 }
 
 }  // namespace

@@ -96,16 +96,13 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
   Napi::Value SaveCheckpoint(const Napi::CallbackInfo& info);
   Napi::Value LoadCheckpoint(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
-  Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), disposing_ || !state_); }
+  Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), gate_.disposing() || !state_); }
 
-  void Finished() {
-    inFlight_--;
-    MaybeFinishDispose();
-  }
+  void Finished() { gate_.finished(Env(), [this] { state_.reset(); }); }
 
  private:
   std::shared_ptr<TrainerState> Alive(Napi::Env env) {
-    if (disposing_ || !state_) throwTyped(env, ErrorCode::DISPOSED, "the trainer was disposed");
+    if (gate_.disposing() || !state_) throwTyped(env, ErrorCode::DISPOSED, "the trainer was disposed");
     return state_;
   }
   // Queues a worker made on this trainer; `configure` reads the call's arguments into it.
@@ -113,20 +110,11 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
   Napi::Value Queue(const Napi::CallbackInfo& info, const char* name, C&& configure) {
     auto st = Alive(info.Env());
     Napi::Promise p = queueWorker(new W(info.Env(), name, this, Value(), st), std::forward<C>(configure));
-    inFlight_++;  // the worker cannot complete before this returns: completion runs on this thread
+    gate_.started();  // the worker cannot complete before this returns: completion runs on this thread
     return p;
   }
-  void MaybeFinishDispose() {
-    if (!disposing_ || inFlight_ > 0) return;
-    state_.reset();
-    for (auto& d : pendingDisposals_) d.Resolve(Env().Undefined());
-    pendingDisposals_.clear();
-  }
-
   std::shared_ptr<TrainerState> state_;
-  bool disposing_ = false;
-  int inFlight_ = 0;
-  std::vector<Napi::Promise::Deferred> pendingDisposals_;
+  DisposeGate gate_;
 };
 
 TrainerWorker::TrainerWorker(Napi::Env env, const char* name, NativeTrainer* owner, Napi::Object ownerObj, std::shared_ptr<TrainerState> st)
@@ -330,16 +318,7 @@ Napi::Value NativeTrainer::LoadCheckpoint(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NativeTrainer::Dispose(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto d = Napi::Promise::Deferred::New(env);
-  if (!state_) {
-    d.Resolve(env.Undefined());
-    return d.Promise();
-  }
-  disposing_ = true;
-  pendingDisposals_.push_back(d);
-  MaybeFinishDispose();
-  return d.Promise();
+  return gate_.dispose(info.Env(), !state_, [this] { state_.reset(); });
 }
 
 }  // namespace
