@@ -5,7 +5,6 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawnSync } from 'node:child_process';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -15,19 +14,14 @@ process.env.DFDET_FFMPEG_PROCESSES = '1';
 import { Detector } from '../lib/detector';
 import { initModel } from '../lib/detector-model/init';
 import { ffmpegPool, iterateFrames } from '../lib/media/video';
+import { ffmpeg, haveFfmpeg } from './helpers/ffmpeg';
 
-const haveFfmpeg = spawnSync('ffmpeg', ['-version']).status === 0;
 if (!haveFfmpeg && process.env.CI) throw new Error('ffmpeg is required in CI for test/detector-dispose-queue.test.ts');
 
 let dir: string;
 let modelPath: string;
 let small: string;
 let long: string;
-
-function ffmpeg(...args: string[]): void {
-  const r = spawnSync('ffmpeg', ['-hide_banner', '-v', 'error', '-y', ...args], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`ffmpeg ${args.join(' ')} failed: ${r.stderr}`);
-}
 
 beforeAll(async () => {
   if (!haveFfmpeg) return;

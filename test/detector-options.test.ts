@@ -15,8 +15,8 @@ import { addDetectorOptions, detectorOptions } from '../lib/cli/options';
 import { Detector } from '../lib/detector';
 import { initModel } from '../lib/detector-model/init';
 import { DETECTOR_DEFAULTS, resolveCallOptions, resolveDetectorOptions } from '../lib/options';
+import { haveFfmpeg } from './helpers/ffmpeg';
 
-const haveFfmpeg = spawnSync('ffmpeg', ['-version']).status === 0;
 if (!haveFfmpeg) {
   const msg = 'ffmpeg missing: the per-call frames test needs it (scripts/setup-system.sh --test)';
   if (process.env.CI) throw new Error(msg);

@@ -2,7 +2,7 @@
  * The Detector end to end on real media (Debian's photos, images drawn by sharp, videos encoded by
  * ffmpeg) with a small real detector built by the model factory.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -17,11 +17,11 @@ import { decodeImage } from '../lib/media/image';
 import { clipTransform } from '../lib/media/transform';
 import { Model, expectTensor } from '../lib/model';
 import { debianPhotos } from './helpers/cli';
+import { haveFfmpeg } from './helpers/ffmpeg';
 
 const photos = debianPhotos();
 const havePhotos = photos !== null;
 const PHOTOS: string[] = photos ?? [];
-const haveFfmpeg = spawnSync('ffmpeg', ['-version']).status === 0;
 if (!haveFfmpeg) {
   const msg = 'ffmpeg missing: the video tests need it (scripts/setup-system.sh --test)';
   if (process.env.CI) throw new Error(msg);

@@ -19,12 +19,12 @@ import { resolveInput, type DetectInput } from '../lib/inputs';
 import { decodeImage } from '../lib/media/image';
 import { sampleFrames } from '../lib/media/video';
 import { rng } from './helpers/random';
+import { haveFfmpeg } from './helpers/ffmpeg';
 
 const CASES = Number(process.env.DFDET_FUZZ_CASES) > 0 ? Math.floor(Number(process.env.DFDET_FUZZ_CASES)) : 200;
 const SEED = Number(process.env.DFDET_FUZZ_SEED) || 20261201;
 /** A call that has not settled after this long counts as a hang (the decoders' own timeouts are far lower). */
 const HANG_MS = 30_000;
-const haveFfmpeg = spawnSync('ffmpeg', ['-version']).status === 0 && spawnSync('ffprobe', ['-version']).status === 0;
 if (!haveFfmpeg) {
   if (process.env.CI) throw new Error('ffmpeg/ffprobe are required in CI for test/fuzz-media.test.ts');
   console.warn('SKIPPING the video part of the media fuzz test: ffmpeg/ffprobe not found on PATH');

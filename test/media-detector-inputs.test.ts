@@ -13,8 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { Detector } from '../lib/detector';
 import { initModel } from '../lib/detector-model/init';
+import { haveFfmpeg } from './helpers/ffmpeg';
 
-const haveFfmpeg = spawnSync('ffmpeg', ['-version']).status === 0;
 if (!haveFfmpeg) {
   if (process.env.CI) throw new Error('ffmpeg is required in CI for test/media-detector-inputs.test.ts');
   console.warn('SKIPPING the detector input tests: ffmpeg not found on PATH');

@@ -17,8 +17,8 @@ import { ffmpegPool, iterateFrames, probeVideo, sampleFrames } from '../lib/medi
 import { listMediaFiles, resolveInput } from '../lib/inputs';
 import { explainFfmpeg } from '../lib/media/video/messages';
 import { expectDfdetError } from './helpers/errors';
+import { ffmpeg, haveFfmpeg } from './helpers/ffmpeg';
 
-const haveFfmpeg = spawnSync('ffmpeg', ['-version']).status === 0 && spawnSync('ffprobe', ['-version']).status === 0;
 if (!haveFfmpeg) {
   if (process.env.CI) throw new Error('ffmpeg/ffprobe are required in CI for test/media-video-safety.test.ts');
   console.warn('SKIPPING video safety tests: ffmpeg/ffprobe not found on PATH');
@@ -28,11 +28,6 @@ let dir: string;
 let secret: string;
 let small: string;
 let long: string;
-
-function ffmpeg(...args: string[]): void {
-  const r = spawnSync('ffmpeg', ['-hide_banner', '-v', 'error', '-y', ...args], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`ffmpeg ${args.join(' ')} failed: ${r.stderr}`);
-}
 
 beforeAll(() => {
   if (!haveFfmpeg) return;

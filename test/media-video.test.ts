@@ -3,15 +3,14 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import type { AddressInfo } from 'node:net';
 import { probeVideo, sampleFrames, iterateFrames } from '../lib/media/video';
 import { makePlan } from '../lib/media/video/plan';
 import type { RgbImage } from '../lib/media/image';
 import type { DfdetError, ErrorCode } from '../lib/errors';
 import { expectDfdetError } from './helpers/errors';
+import { ffmpeg, haveFfmpeg } from './helpers/ffmpeg';
 
-const haveFfmpeg = spawnSync('ffmpeg', ['-version']).status === 0 && spawnSync('ffprobe', ['-version']).status === 0;
 if (!haveFfmpeg) {
   if (process.env.CI) throw new Error('ffmpeg/ffprobe are required in CI for test/media-video.test.ts');
   console.warn('SKIPPING video tests: ffmpeg/ffprobe not found on PATH');
@@ -20,11 +19,6 @@ if (!haveFfmpeg) {
 let dir: string;
 const BAR = 8;
 const BITS = 10;
-
-function ffmpeg(...args: string[]): void {
-  const r = spawnSync('ffmpeg', ['-hide_banner', '-v', 'error', '-y', ...args], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`ffmpeg ${args.join(' ')} failed: ${r.stderr}`);
-}
 
 /** A video whose frame n shows n in binary: bar k (8 px wide) is white when bit k of n is set. */
 function bitsVideo(file: string, seconds: number, fps: number, extra: string[] = []): void {

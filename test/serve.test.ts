@@ -3,7 +3,6 @@
  * `initModel`), driven over real HTTP on 127.0.0.1: results, every error path, auth, metrics,
  * OpenAPI, admission bounds under overload, and timeouts that cancel the work.
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -19,10 +18,10 @@ import { dfdetPlugin } from '../lib/serve/plugin';
 import { createServer, type DfdetServer } from '../lib/serve/server';
 import { debianPhoto } from './helpers/cli';
 import { call, metric, noise, openUpload, photoGrid, photoVideo, postFile, postFiles, until } from './helpers/serve';
+import { haveFfmpeg } from './helpers/ffmpeg';
 
 const grace = debianPhoto('grace_hopper.jpg');
 const astronaut = debianPhoto('astronaut.png');
-const haveFfmpeg = spawnSync('ffmpeg', ['-version']).status === 0;
 if (!haveFfmpeg) {
   if (process.env.CI) throw new Error('ffmpeg missing (scripts/setup-system.sh --test)');
   console.warn('SKIPPED: ffmpeg missing: the video request is skipped');
