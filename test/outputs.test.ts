@@ -14,7 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { convertModel } from '../lib/convert';
 import { initModel } from '../lib/detector-model/init';
-import { evaluate, writeReport } from '../lib/eval/report';
+import { evaluate } from '../lib/eval/evaluate';
+import { writeReport } from '../lib/eval/report';
 import { encodeSafetensors } from '../lib/formats/safetensors';
 import { buildModule, tensor } from '../lib/model';
 import { native } from '../lib/native';

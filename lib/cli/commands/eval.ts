@@ -9,7 +9,8 @@ import { type Command, Option } from 'commander';
 import { Detector } from '../../detector';
 import { scanDataset, type DatasetItem } from '../../eval/dataset';
 import type { BinaryMetrics } from '../../eval/metrics';
-import { evaluate, type EvalResult, type Prediction, writeReport } from '../../eval/report';
+import { evaluate, type EvalResult, type Prediction } from '../../eval/evaluate';
+import { writeReport } from '../../eval/report';
 import { fmt, Progress, Tally, textTable } from '../output';
 import { addDetectorOptions, type DetectorFlags, detectorOptions, EXIT, interruptSignal, intOption, randomWeightsWarning } from '../options';
 
