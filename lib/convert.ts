@@ -15,7 +15,6 @@
  * (load it with `dtype` to run in another precision).
  */
 
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type ArchName, expectedShapes, type HeadKind, inferArch, resolveArch, type VitArch } from './detector-model/arch';
@@ -24,6 +23,7 @@ import { checkSeed, randomWeights } from './detector-model/init';
 import { type DetectorSource, makeMetadata } from './detector-model/metadata';
 import { DfdetError, invalidParameter } from './errors';
 import { checkOutputPath } from './output-path';
+import { sha256File } from './sha256';
 import { checkRegularFile } from './formats/file';
 import { SafetensorsFile } from './formats/safetensors';
 import { checkFinite, type RawTensor, type TensorSource, toFloat32 } from './formats/tensor';
@@ -88,12 +88,6 @@ function classify(key: string, format: ConvertFormat): KeyRole {
   if (format === 'lightning' && rest.startsWith('base_model.model.')) rest = rest.slice('base_model.model.'.length);
   if (rest.startsWith('vision_model.')) return visionKey(rest.slice('vision_model.'.length));
   return IGNORED_CLIP.test(rest) ? { role: 'ignore' } : { role: 'unknown' };
-}
-
-async function sha256File(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of fs.createReadStream(file)) h.update(chunk as Buffer);
-  return h.digest('hex');
 }
 
 /** Sniff a file: 'zip', 'safetensors' or undefined. */

@@ -2,7 +2,6 @@
  * The native trainer on a dfdet detector file: which tensors are trained (the paper's LN-tuning),
  * and the output model's metadata with its provenance.
  */
-import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -39,13 +38,6 @@ export async function createTrainer(o: ResolvedTrainOptions): Promise<NativeTrai
   } catch (e) {
     throw wrapNativeError(e, `cannot train ${o.model}`);
   }
-}
-
-/** sha256 (hex) of a file, streamed. */
-export async function sha256File(file: string): Promise<string> {
-  const h = crypto.createHash('sha256');
-  for await (const chunk of fs.createReadStream(file)) h.update(chunk as Buffer);
-  return h.digest('hex');
 }
 
 /** Provenance stored with a trained model (`training` in its dfdet.json). */
