@@ -17,6 +17,7 @@ import { initModel } from '../lib/detector-model/init';
 import { redisOptions } from '../lib/queue/redis';
 import { CLI, debianPhoto, dfdet, ensureBuilt, ndjson } from './helpers/cli';
 import { skipWithoutRedis, startRedis, type TestRedis } from './helpers/redis';
+import { call, metric } from './helpers/serve';
 
 const noRedis = skipWithoutRedis();
 const grace = debianPhoto('grace_hopper.jpg');
@@ -132,7 +133,7 @@ describe.skipIf(!ready)('dfdet worker + submit', () => {
 
   it('recovers the job of a worker SIGKILLed mid-job: every input once, as a local detect; SIGTERM exits 0', async () => {
     const a = startWorker(redis.url, 'kill');
-    const b = startWorker(redis.url, 'kill');
+    const b = startWorker(redis.url, 'kill', ['--metrics-port', '0']);
     await Promise.all([a.waitFor(/: ready/), b.waitFor(/: ready/)]);
     const killed = a.waitFor(/job (\S+) started/).then((m) => {
       a.child.kill('SIGKILL');
@@ -161,6 +162,12 @@ describe.skipIf(!ready)('dfdet worker + submit', () => {
     expect(again.stdout.trim().split('\n')).toHaveLength(9);
     const stats = await dfdet(['queue', 'stats', '--redis', redis.url, '--queue', 'kill', '--json']);
     expect(JSON.parse(stats.stdout)).toMatchObject({ completed: 8, failed: 0, waiting: 0, active: 0, workers: 1 });
+
+    // The surviving worker ran every job; its Prometheus listener says so.
+    const metricsUrl = (await b.waitFor(/metrics at (\S+)/))[1]!;
+    const m = (await call(metricsUrl)).text;
+    expect(metric(m, 'dfdet_jobs_total', 'outcome="scored"')).toBe(6);
+    expect(metric(m, 'dfdet_jobs_total', 'outcome="input_error"')).toBe(2);
 
     b.child.kill('SIGTERM');
     expect(await b.exited).toBe(0);

@@ -20,6 +20,7 @@ import { redisOptions } from '../lib/queue/redis';
 import { QueueWorker } from '../lib/queue/worker';
 import { debianPhoto } from './helpers/cli';
 import { skipWithoutRedis, startRedis, type TestRedis } from './helpers/redis';
+import { call, metric } from './helpers/serve';
 
 const noRedis = skipWithoutRedis();
 const grace = debianPhoto('grace_hopper.jpg');
@@ -84,7 +85,7 @@ describe.skipIf(!ready)('job ids and payloads', () => {
 describe.skipIf(!ready)('Producer + QueueWorker', () => {
   it('scores paths and inline bytes like a local detect; bad inputs complete with their error, once', async () => {
     const producer = await Producer.open({ redis: redis.url, queue: 'lib', attempts: 3, backoffMs: 50, log });
-    const worker = await QueueWorker.start({ redis: redis.url, queue: 'lib', detector, concurrency: 2, logIntervalMs: 0, log });
+    const worker = await QueueWorker.start({ redis: redis.url, queue: 'lib', detector, concurrency: 2, logIntervalMs: 0, log, metricsPort: 0 });
     try {
       const files = ['grace.jpg', 'astronaut-small.png', 'empty.jpg', 'truncated.png', 'missing.jpg'].map((f) => path.join(dir, f));
       const inline = fs.readFileSync(path.join(dir, 'astronaut-small.png'));
@@ -120,6 +121,19 @@ describe.skipIf(!ready)('Producer + QueueWorker', () => {
       const stored = await collect(producer, again.map((e) => e.jobId));
       expect(stored.get(enq[0]!.jobId)!.result.pFake).toBe(got.get(enq[0]!.jobId)!.result.pFake);
       expect(worker.stats).toMatchObject({ scored: 3, inputErrors: 3, transientErrors: 0 });
+
+      // The same counts over real HTTP from the metrics listener, with the detector's metrics.
+      expect(worker.metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+      const m = await call(worker.metricsUrl!);
+      expect(m.status).toBe(200);
+      expect(m.headers.get('content-type')).toMatch(/^text\/plain/);
+      expect(metric(m.text, 'dfdet_jobs_total', 'outcome="scored"')).toBe(3);
+      expect(metric(m.text, 'dfdet_jobs_total', 'outcome="input_error"')).toBe(3);
+      expect(metric(m.text, 'dfdet_job_duration_seconds_count', 'outcome="scored"')).toBe(3);
+      expect(metric(m.text, 'dfdet_jobs_active')).toBe(0);
+      expect(metric(m.text, 'dfdet_faces_scored_total')).toBe(detector.stats.items);
+      expect(metric(m.text, 'dfdet_process_resident_memory_bytes')).toBeGreaterThan(0);
+      expect((await call(worker.metricsUrl!.replace(/metrics$/, 'other'))).status).toBe(404);
     } finally {
       await worker.close();
       await producer.close();
@@ -152,6 +166,8 @@ describe.skipIf(!ready)('Producer + QueueWorker', () => {
       expect((await collect(producer, [e!.jobId])).get(e!.jobId)!.state).toBe('failed');
       expect((await Job.fromId(producer.queue, e!.jobId))!.attemptsMade).toBe(3);
       expect(worker.stats.transientErrors).toBe(6);
+      expect(metric((await worker.metrics()).body, 'dfdet_jobs_total', 'outcome="transient_error"')).toBe(6);
+      expect(worker.metricsUrl).toBeUndefined();
     } finally {
       await worker.close();
       await producer.close();
@@ -182,5 +198,14 @@ describe.skipIf(!ready)('errors', () => {
     await expect(Producer.open({ redis: redis.url, queue: 'q', attempts: 0 })).rejects.toSatisfy((e: unknown) => isDfdetError(e, 'BAD_INPUT'));
     await expect(QueueWorker.start({ redis: redis.url, queue: 'q', detector, concurrency: 0 })).rejects.toThrow(/Expected an integer between 1 and 10000 for concurrency/);
     await expect(QueueWorker.start({ redis: 'redis://h:1/x', queue: 'q', detector })).rejects.toSatisfy((e: unknown) => isDfdetError(e, 'BAD_INPUT'));
+    await expect(QueueWorker.start({ redis: redis.url, queue: 'q', detector, metricsPort: 70_000 })).rejects.toThrow(/Expected an integer between 0 and 65535 for metricsPort/);
+    // A port already taken: a clear error, and the worker it started is closed again.
+    const first = await QueueWorker.start({ redis: redis.url, queue: 'q', detector, metricsPort: 0, logIntervalMs: 0, log });
+    try {
+      const port = Number(new URL(first.metricsUrl!).port);
+      await expect(QueueWorker.start({ redis: redis.url, queue: 'q', detector, metricsPort: port, logIntervalMs: 0, log })).rejects.toMatchObject({ code: 'BAD_INPUT', message: expect.stringMatching(/EADDRINUSE/) });
+    } finally {
+      await first.close();
+    }
   });
 });

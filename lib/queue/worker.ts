@@ -10,6 +10,7 @@ import type { Job, Worker } from 'bullmq';
 import { Detector, type DetectorOptions, type DetectResult } from '../detector';
 import { invalidParameter, isDfdetError } from '../errors';
 import { failedReasonOf, isTransient, jobInput, type QueueJobData } from './jobs';
+import { type JobOutcome, listenMetrics, WorkerMetrics } from './metrics';
 import { type BullMQ, checkQueueName, dedupedErrorLog, describeRedis, loadBullmq, redisOptions, watchConnection } from './redis';
 
 /** Options of {@link QueueWorker.start}. */
@@ -36,6 +37,10 @@ export interface QueueWorkerOptions {
   log?: (line: string) => void;
   /** BullMQ key prefix. Default 'bull'. */
   prefix?: string;
+  /** Serve Prometheus metrics at `http://metricsHost:metricsPort/metrics` (0: any free port). Default: no listener. */
+  metricsPort?: number;
+  /** Address the metrics listener binds. Default '127.0.0.1'. */
+  metricsHost?: string;
 }
 
 /** Counters of a worker. */
@@ -67,6 +72,8 @@ export class QueueWorker {
   #window = { jobs: 0, since: performance.now() };
   readonly #started = performance.now();
   readonly #stats: QueueWorkerStats = { scored: 0, inputErrors: 0, transientErrors: 0, handedBack: 0 };
+  readonly #metrics: WorkerMetrics;
+  #metricsListener: { url: string; close: () => Promise<void> } | undefined;
   /** This worker's name in logs and in each job's `processedBy`: host:pid (host:pid/n for the n-th of a process). */
   readonly name: string;
 
@@ -78,6 +85,7 @@ export class QueueWorker {
     this.#ownsDetector = owns;
     this.#log = o.log ?? ((line) => process.stderr.write(`${line}\n`));
     this.#logJobs = Boolean(o.logJobs);
+    this.#metrics = new WorkerMetrics(detector, () => this.#active);
     const concurrency = o.concurrency ?? (o.detector instanceof Detector ? undefined : o.detector.concurrency) ?? 4;
     this.#worker = new mq.Worker<QueueJobData, DetectResult>(checkQueueName(o.queue), (job, token, signal) => this.#process(job, token, signal), {
       connection: redisOptions(o.redis),
@@ -119,6 +127,8 @@ export class QueueWorker {
     int('stalledIntervalMs', 100, 86_400_000);
     int('maxStalledCount', 0, 1_000_000);
     int('logIntervalMs', 0, 86_400_000);
+    int('metricsPort', 0, 65_535);
+    if (options.metricsHost !== undefined && (typeof options.metricsHost !== 'string' || options.metricsHost === '')) invalidParameter('metricsHost', 'a host name or address', options.metricsHost);
     const mq = await loadBullmq();
     const owns = !(options.detector instanceof Detector);
     const detector = options.detector instanceof Detector ? options.detector : await Detector.create(options.detector);
@@ -128,6 +138,15 @@ export class QueueWorker {
     } catch (e) {
       if (owns) await detector.dispose();
       throw e;
+    }
+    if (options.metricsPort !== undefined) {
+      try {
+        w.#metricsListener = await listenMetrics(w.#metrics, options.metricsPort, options.metricsHost ?? '127.0.0.1');
+      } catch (e) {
+        await w.close();
+        throw e;
+      }
+      w.#log(`worker ${w.name}: metrics at ${w.#metricsListener.url}`);
     }
     void w.#worker.run().catch((e: unknown) => w.#log(`worker ${w.name}: stopped: ${e instanceof Error ? e.message : String(e)}`));
     await w.#worker.waitUntilReady();
@@ -142,6 +161,16 @@ export class QueueWorker {
   /** Counters since start. */
   get stats(): QueueWorkerStats {
     return { ...this.#stats };
+  }
+
+  /** URL of the Prometheus metrics listener, when `metricsPort` was given. */
+  get metricsUrl(): string | undefined {
+    return this.#metricsListener?.url;
+  }
+
+  /** Prometheus text of this worker's metrics (what the listener serves). */
+  metrics(): Promise<{ contentType: string; body: string }> {
+    return this.#metrics.render();
   }
 
   /** Jobs running now. */
@@ -161,12 +190,14 @@ export class QueueWorker {
     const t0 = performance.now();
     if (this.#logJobs) this.#log(`worker ${this.name}: job ${job.id} started (${input.name}, attempt ${job.attemptsStarted})`);
     let error: DetectResult['error'];
+    const ended = (outcome: JobOutcome): void => this.#metrics.observeJob(outcome, (performance.now() - t0) / 1000);
     try {
       const r = await this.#detector.detect(input, { signal });
       this.#window.jobs++;
       if (!r.error || !isTransient(r.error.code)) {
         if (r.error) this.#stats.inputErrors++;
         else this.#stats.scored++;
+        ended(r.error ? 'input_error' : 'scored');
         if (this.#logJobs) this.#log(`worker ${this.name}: job ${job.id} done in ${Math.round(performance.now() - t0)} ms: ${r.error ? r.error.code : `pFake ${r.pFake}`}`);
         return r;
       }
@@ -180,10 +211,12 @@ export class QueueWorker {
     if (this.#handingBack || signal?.aborted) {
       // Shutting down: back to the queue without spending an attempt.
       this.#stats.handedBack++;
+      ended('handed_back');
       await job.moveToWait(token);
       throw new this.#mq.WaitingError();
     }
     this.#stats.transientErrors++;
+    ended('transient_error');
     throw new Error(failedReasonOf(error));
   }
 
@@ -219,6 +252,7 @@ export class QueueWorker {
       this.#logThroughput();
       const t = this.#stats;
       this.#log(`worker ${this.name}: closed after ${t.scored + t.inputErrors} jobs (${t.handedBack} handed back)`);
+      await this.#metricsListener?.close();
       if (this.#ownsDetector) await this.#detector.dispose();
     })();
     return this.#closing;

@@ -1,11 +1,12 @@
 /**
  * Prometheus metrics of the service (prom-client), in a registry of its own so several servers (or
- * a server and a worker) in one process never clash. Detector numbers (batch sizes, faces scored)
- * are read from `Detector.stats` at each scrape, so the pipeline carries no metrics code.
+ * a server and a worker) in one process never clash. The detector's own metrics are
+ * lib/metrics/detector's, shared with the queue workers.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 import type { DetectResult, Detector } from '../detector';
+import { registerDetectorMetrics } from '../metrics/detector';
 import type { Admission } from './admission';
 
 /** Metrics of one server. */
@@ -18,11 +19,7 @@ export class ServeMetrics {
   readonly #inputs: Counter<'outcome'>;
   readonly #modelLoad: Gauge;
   readonly #ready: Gauge;
-  /** Detector counters already turned into metrics. */
-  #seen = { items: 0, batches: 0, sizes: {} as Record<number, number>, modelMs: 0 };
-  /** (time s, faces scored) samples for the faces/s gauge over the last minute. */
-  #rate: { t: number; items: number }[] = [];
-  readonly #refreshDetector: () => void;
+  readonly #refresh: () => void;
 
   constructor(detector: Detector, admission: Admission, options: { prefix?: string; processMetrics?: boolean } = {}) {
     const p = options.prefix ?? 'dfdet_';
@@ -43,37 +40,17 @@ export class ServeMetrics {
     new Gauge({ name: `${p}queue_depth`, help: 'Admitted requests not running yet (uploading or waiting for a run slot)', registers, collect() { this.set(admission.queued); } });
     new Gauge({ name: `${p}queue_bytes`, help: 'Body bytes reserved by admitted requests', registers, collect() { this.set(admission.bytes); } });
     new Gauge({ name: `${p}requests_in_flight`, help: 'Requests running in the detector', registers, collect() { this.set(admission.running); } });
-    const seen = this.#seen;
-    const batches = new Histogram({ name: `${p}batch_size`, help: 'Faces per model batch', buckets: [1, 2, 4, 8, 16, 32, 64, 128], registers });
-    const faces = new Counter({ name: `${p}faces_scored_total`, help: 'Faces scored by the detector model', registers });
-    const modelSeconds = new Counter({ name: `${p}model_seconds_total`, help: 'Seconds spent inside the detector model', registers });
-    const rate = this.#rate;
-    const facesPerSecond = new Gauge({ name: `${p}faces_per_second`, help: 'Faces scored per second over the last minute', registers });
+    const refreshDetector = registerDetectorMetrics(this.registry, detector, p);
     const refused = this.#refused;
     const seenRefused = { queue: 0, bytes: 0 };
     // One refresh per scrape, before the registry renders.
-    const refresh = (): void => {
+    this.#refresh = (): void => {
       for (const reason of ['queue', 'bytes'] as const) {
         refused.inc({ reason }, admission.refused[reason] - seenRefused[reason]);
         seenRefused[reason] = admission.refused[reason];
       }
-      const s = detector.stats;
-      for (const [size, count] of Object.entries(s.sizes)) {
-        const k = Number(size);
-        for (let i = seen.sizes[k] ?? 0; i < count; i++) batches.observe(k);
-        seen.sizes[k] = count;
-      }
-      faces.inc(s.items - seen.items);
-      modelSeconds.inc(Math.max(0, (s.modelMs - seen.modelMs) / 1000));
-      seen.items = s.items;
-      seen.modelMs = s.modelMs;
-      const t = performance.now() / 1000;
-      rate.push({ t, items: s.items });
-      while (rate.length > 2 && t - rate[1]!.t >= 60) rate.shift();
-      const first = rate[0]!;
-      facesPerSecond.set(t > first.t ? (s.items - first.items) / (t - first.t) : 0);
+      refreshDetector();
     };
-    this.#refreshDetector = refresh;
   }
 
   /** Counts one answered request. */
@@ -104,7 +81,7 @@ export class ServeMetrics {
 
   /** Prometheus text of every metric. */
   async render(): Promise<{ contentType: string; body: string }> {
-    this.#refreshDetector();
+    this.#refresh();
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
 }

@@ -17,6 +17,8 @@ interface WorkerFlags extends DetectorFlags {
   logIntervalS: number;
   graceMs: number;
   logJobs?: boolean;
+  metricsPort?: number;
+  metricsHost: string;
 }
 
 /** Adds `--redis` and `--queue` (shared by worker, submit and queue); `connectTimeout` adds --connect-timeout-ms too. */
@@ -36,7 +38,9 @@ export function registerWorker(program: Command): void {
     .option('--max-stalled <n>', 'times a job may lose its worker before it fails', intOption('--max-stalled', 0, 1000), 2)
     .option('--log-interval-s <s>', 'throughput log period on stderr (0: none)', intOption('--log-interval-s', 0, 86_400), 10)
     .option('--log-jobs', 'log a line when each job starts and ends')
-    .option('--grace-ms <ms>', 'on SIGTERM, time the active jobs get to finish before they are handed back', intOption('--grace-ms', 0, 3_600_000), 25_000);
+    .option('--grace-ms <ms>', 'on SIGTERM, time the active jobs get to finish before they are handed back', intOption('--grace-ms', 0, 3_600_000), 25_000)
+    .option('--metrics-port <port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (0: any free port; default: none)', intOption('--metrics-port', 0, 65_535))
+    .option('--metrics-host <host>', 'address the metrics listener binds', '127.0.0.1');
   addDetectorOptions(cmd, { faces: 'detect' });
   cmd.addHelpText(
     'after',
@@ -67,6 +71,8 @@ async function runWorker(flags: WorkerFlags): Promise<number> {
     maxStalledCount: flags.maxStalled,
     logIntervalMs: flags.logIntervalS * 1000,
     logJobs: flags.logJobs,
+    metricsPort: flags.metricsPort,
+    metricsHost: flags.metricsHost,
   });
   if (worker.detector.identity.sourceKind === 'init') process.stderr.write(`${randomWeightsWarning(worker.detector.identity.name)}\n`);
   process.stderr.write(`worker ${worker.name}: ready\n`);
