@@ -1,7 +1,7 @@
 /**
  * Benchmark part "media": face detection with BlazeFace through the addon (640x480 frames, whole
  * frame, one thread and the default thread count, batch 1 and 8; model-only forward against
- * PyTorch on the same file and input; tiled 1280x720 frames as ratios to the whole-frame pass), sampling 32 frames of a 720p 10 s clip (against a plain full ffmpeg
+ * PyTorch on the same file and input; 1280x720 frames searched for small faces, as ratios to the whole-frame pass), sampling 32 frames of a 720p 10 s clip (against a plain full ffmpeg
  * decode of the clip), and face crops per second (cropFace 'align' 256 px + clipTransform 224)
  * on a real photo.
  */
@@ -12,7 +12,7 @@ import sharp from 'sharp';
 
 import { cropFace } from '../faces/align';
 import { BLAZEFACE_INPUT_SIZE, BLAZEFACE_MODEL_PATH, detectFaces, type DetectFacesOptions, letterboxInput, loadFaceDetector } from '../faces/blazeface';
-import { planTiles } from '../faces/tiles';
+import { planPyramid } from '../faces/pyramid';
 import type { Face } from '../faces/types';
 import { decodeImage, type RgbImage } from '../media/image';
 import { CLIP_MEAN, CLIP_STD, clipTransform } from '../media/transform';
@@ -180,15 +180,14 @@ async function benchDetection(ctx: BenchContext, frame: RgbImage, seconds: numbe
 }
 
 /**
- * Tiled detection (lib/faces/tiles.ts) on a 1280x720 frame, one thread: time per frame with the
- * default minFaceSize (24: 15 tiles + the whole frame) and with 40 (6 tiles + the whole frame),
- * as ratios to the whole-frame pass alone (`tiling: false`), best of the rounds, in turns so that
- * load hits all alike.
- * Videos batch several frames' inputs per run (up to 4 inputs), so a frame's cost is also
- * measured over 4 frames at once.
+ * Small-face detection (lib/faces/pyramid.ts: dense levels) on a 1280x720 frame, one thread: time
+ * per frame with the default minFaceSize 24 (a 928x512 dense input + the whole frame at 256x160),
+ * 40 and 48, as ratios to the whole-frame pass alone (`tiling: false`: the 256x256 letterbox), same
+ * frame, same model and dtype, same run; best of the rounds, in turns so that load hits all alike.
+ * Videos pass all their frames in one call, so a frame's cost is also measured over 4 frames at once.
  */
 async function benchTiling(ctx: BenchContext, img: RgbImage): Promise<BenchResult[]> {
-  ctx.log('media: tiled face detection on 1280x720 frames, 1 thread');
+  ctx.log('media: multi-scale face detection on 1280x720 frames, 1 thread');
   const frame = await toFrame(img, 1280, 720);
   const model = await loadFaceDetector();
   const defaultThreads = native().runtimeInfo().threads;
@@ -196,9 +195,10 @@ async function benchTiling(ctx: BenchContext, img: RgbImage): Promise<BenchResul
   try {
     const modes: { name: string; frames: number; opts: DetectFacesOptions }[] = [
       { name: 'whole frame', frames: 1, opts: { tiling: false } },
-      { name: 'tiled, minFaceSize 24', frames: 1, opts: { minFaceSize: 24 } },
-      { name: 'tiled, minFaceSize 24, 4 frames/call', frames: 4, opts: { minFaceSize: 24 } },
-      { name: 'tiled, minFaceSize 40', frames: 1, opts: { minFaceSize: 40 } },
+      { name: 'pyramid, minFaceSize 24', frames: 1, opts: { minFaceSize: 24 } },
+      { name: 'pyramid, minFaceSize 24, 4 frames/call', frames: 4, opts: { minFaceSize: 24 } },
+      { name: 'pyramid, minFaceSize 40', frames: 1, opts: { minFaceSize: 40 } },
+      { name: 'pyramid, minFaceSize 48', frames: 1, opts: { minFaceSize: 48 } },
     ];
     const times = modes.map(() => [] as number[]);
     const rounds = ctx.quick ? 3 : 10;
@@ -213,14 +213,16 @@ async function benchTiling(ctx: BenchContext, img: RgbImage): Promise<BenchResul
     const whole = Math.min(...times[0]!);
     return modes.map((m, i) => {
       const ms = Math.min(...times[i]!);
-      const inputs = planTiles(1280, 720, m.opts.tiling === false ? Infinity : m.opts.minFaceSize!).tiles.length;
+      const levels = planPyramid(1280, 720, m.opts.tiling === false ? Infinity : m.opts.minFaceSize!).levels;
+      const inputs = levels.map((l) => `${l.dense ? 'dense' : 'forward'} ${l.inputWidth}x${l.inputHeight}`);
+      const pixels = levels.reduce((a, l) => a + l.inputWidth * l.inputHeight, 0);
       return {
         part: 'media',
         name: `detectFaces 1280x720 ${m.name}`,
         value: ms,
         unit: 'ms/frame',
         ...(i > 0 ? { reference: { name: 'whole frame', value: whole }, ratio: ms / whole, ratioLabel: 'x whole frame', target: '<= 3' } : {}),
-        details: { inputsPerFrame: inputs, framesPerCall: m.frames, timesMs: times[i], loadAverage: loadAverage() },
+        details: { inputsPerFrame: inputs, inputPixelsPerFrame: pixels, dtype: model.info.dtype, framesPerCall: m.frames, timesMs: times[i], loadAverage: loadAverage() },
       };
     });
   } finally {
