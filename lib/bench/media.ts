@@ -11,13 +11,13 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 
 import { cropFace } from '../faces/align';
-import { BLAZEFACE_INPUT_SIZE, BLAZEFACE_MODEL_PATH, detectFaces, type DetectFacesOptions, letterboxInput, loadFaceDetector } from '../faces/blazeface';
+import { BLAZEFACE_INPUT_SIZE, BLAZEFACE_MODEL_PATH, detectFaces, type DetectFacesOptions, faceDetectorDType, letterboxInput, loadFaceDetector } from '../faces/blazeface';
 import { planPyramid } from '../faces/pyramid';
 import type { Face } from '../faces/types';
 import { decodeImage, type RgbImage } from '../media/image';
 import { CLIP_MEAN, CLIP_STD, clipTransform } from '../media/transform';
 import { sampleFrames } from '../media/video';
-import { setThreads } from '../model';
+import { type ModelDType, setThreads } from '../model';
 import { native } from '../native';
 import {
   type BenchContext,
@@ -104,8 +104,8 @@ async function toFrame(img: RgbImage, width: number, height: number): Promise<Rg
 async function benchDetection(ctx: BenchContext, frame: RgbImage, seconds: number): Promise<BenchResult[]> {
   const results: BenchResult[] = [];
   const defaultThreads = native().runtimeInfo().threads;
-  // As the Detector loads it: frozen + optimize_for_inference.
-  const model = await loadFaceDetector();
+  // Frozen + optimize_for_inference as the Detector loads it, in float32 as the PyTorch reference runs.
+  const model = await loadFaceDetector({ dtype: 'float32' });
   const S = BLAZEFACE_INPUT_SIZE;
   const per = 3 * S * S;
   const frames8 = Array.from({ length: 8 }, () => frame);
@@ -183,13 +183,21 @@ async function benchDetection(ctx: BenchContext, frame: RgbImage, seconds: numbe
  * Small-face detection (lib/faces/pyramid.ts: dense levels) on a 1280x720 frame, one thread: time
  * per frame with the default minFaceSize 24 (a 928x512 dense input + the whole frame at 256x160),
  * 40 and 48, as ratios to the whole-frame pass alone (`tiling: false`: the 256x256 letterbox), same
- * frame, same model and dtype, same run; best of the rounds, in turns so that load hits all alike.
+ * frame, same model and dtype, same run; best of the rounds, in turns so that load hits all alike;
+ * in the dtype the Detector picks (faceDetectorDType) and, where that is not float32, float32 too.
  * Videos pass all their frames in one call, so a frame's cost is also measured over 4 frames at once.
  */
 async function benchTiling(ctx: BenchContext, img: RgbImage): Promise<BenchResult[]> {
-  ctx.log('media: multi-scale face detection on 1280x720 frames, 1 thread');
   const frame = await toFrame(img, 1280, 720);
-  const model = await loadFaceDetector();
+  const dtypes = [...new Set([faceDetectorDType(), 'float32' as const])];
+  const results: BenchResult[] = [];
+  for (const dtype of dtypes) results.push(...(await benchTilingIn(ctx, frame, dtype)));
+  return results;
+}
+
+async function benchTilingIn(ctx: BenchContext, frame: RgbImage, dtype: ModelDType): Promise<BenchResult[]> {
+  ctx.log(`media: multi-scale face detection on 1280x720 frames, 1 thread, ${dtype}`);
+  const model = await loadFaceDetector({ dtype });
   const defaultThreads = native().runtimeInfo().threads;
   setThreads(1);
   try {
@@ -218,7 +226,7 @@ async function benchTiling(ctx: BenchContext, img: RgbImage): Promise<BenchResul
       const pixels = levels.reduce((a, l) => a + l.inputWidth * l.inputHeight, 0);
       return {
         part: 'media',
-        name: `detectFaces 1280x720 ${m.name}`,
+        name: `detectFaces 1280x720 ${dtype} ${m.name}`,
         value: ms,
         unit: 'ms/frame',
         ...(i > 0 ? { reference: { name: 'whole frame', value: whole }, ratio: ms / whole, ratioLabel: 'x whole frame', target: '<= 3' } : {}),
