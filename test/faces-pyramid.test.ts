@@ -186,6 +186,33 @@ describe('small faces in 1280x720 frames made from real photos', () => {
     expect(fpAfter / frames).toBeLessThanOrEqual(fpBefore / frames + 0.5);
   }, 300_000);
 
+  it('several frames in one call: same-size inputs share runs (within the pixel cap), faces as one call per frame', async (ctx) => {
+    const model = presentOrSkip(runner, ctx, RUNNER, FILE);
+    const made = await Promise.all([0, 1].map((i) => makeFrame(40, 7000 + i)));
+    const odd = (await makeFrame(40, 7002)).frame;
+    const small = await letterboxResize(odd, { width: 1000, height: 600 });
+    const images = [made[0]!.frame, small, made[1]!.frame];
+    const runs: string[] = [];
+    const spy: TensorRunner = {
+      run: (method, inputs) => {
+        runs.push(`${method} ${inputs[0]!.shape.join('x')}`);
+        return model.run(method, inputs);
+      },
+    };
+    const together = await detectFaces(spy, images);
+    // 928x512 (1280x720) and 736x448 (1000x600) each alone (over 4x256x256 pixels); the three whole frames, all 256x160, together
+    expect(runs.sort()).toEqual(['dense 1x3x448x736', 'dense 1x3x512x928', 'dense 1x3x512x928', 'dense 3x3x160x256']);
+    const alone = await Promise.all(images.map(async (im) => (await detectFaces(model, [im]))[0]!));
+    expect(together.map((f) => f.length)).toEqual(alone.map((f) => f.length));
+    expect(together[0]!.length).toBeGreaterThan(10);
+    together.forEach((faces, i) =>
+      faces.forEach((f, j) => {
+        const g = alone[i]![j]!;
+        [f.box.x - g.box.x, f.box.y - g.box.y, f.box.width - g.box.width, f.score - g.score].forEach((d) => expect(Math.abs(d)).toBeLessThan(0.05));
+      }),
+    );
+  }, 120_000);
+
   it('refuses a non-boolean tiling option', async (ctx) => {
     const model = presentOrSkip(runner, ctx, RUNNER, FILE);
     const img = { data: new Uint8Array(12), width: 2, height: 2 };
