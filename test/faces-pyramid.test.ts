@@ -176,7 +176,7 @@ describe('small faces in 1280x720 frames made from real photos', () => {
       rows.push(`| ${w} px | ${n} | ${result[w].before.toFixed(2)} | ${result[w].after.toFixed(2)} | ${(tally.before.fp / images.length).toFixed(2)} | ${(tally.after.fp / images.length).toFixed(2)} |`);
     }
     console.log(['| face width | faces | recall whole frame | recall pyramid | FP/frame whole | FP/frame pyramid |', '| --- | --- | --- | --- | --- | --- |', ...rows].join('\n'));
-    expect(result[24]!.after, 'recall at 24 px').toBeGreaterThanOrEqual(0.6);
+    expect(result[24]!.after, 'recall at 24 px (0.76 measured, float32 and bfloat16; the tiles had 0.72)').toBeGreaterThanOrEqual(0.7);
     for (const w of [40, 28]) {
       expect(result[w]!.after, `recall at ${w} px`).toBeGreaterThanOrEqual(0.85);
       expect(result[w]!.after - result[w]!.before, `recall gain at ${w} px`).toBeGreaterThanOrEqual(0.3);
