@@ -67,7 +67,7 @@ describe.skipIf(!haveOnnx)('BlazeFace TorchScript vs ONNX (OpenCV DNN)', () => {
   });
 
   it('raw outputs (logits, pixel offsets) match the ONNX model', async () => {
-    const loaded = await loadBlazeFace({ optimize: false });
+    const loaded = await loadBlazeFace({ optimize: false, dtype: 'float32' });
     expect(loaded, 'no way to run TorchScript (lib/model.ts or python torch)').not.toBeNull();
     const { runner } = loaded!;
     try {
@@ -97,7 +97,7 @@ describe.skipIf(!haveOnnx)('BlazeFace TorchScript vs ONNX (OpenCV DNN)', () => {
   });
 
   it.each([false, true])('decoded scores and geometry match a numpy decoding of the ONNX outputs (optimize: %s)', async (optimize) => {
-    const loaded = await loadBlazeFace({ optimize });
+    const loaded = await loadBlazeFace({ optimize, dtype: 'float32' });
     const { runner, via } = loaded!;
     try {
       const out = (await runner.run('forward', [{ data: input, shape: [B, 3, 256, 256], dtype: 'float32' }])) as NativeTensor[];

@@ -239,11 +239,15 @@ describe('a face model that returns the wrong thing', () => {
     try {
       // A real TorchScript file through the real loader: right input, wrong outputs.
       const file = path.join(dir, 'wrong.pt');
-      await buildModule({ className: 'WrongFaces', source: 'def forward(self, x):\n    return (x.sum(), x.mean())\n' }, file);
+      const wrong = '(self, x):\n    return (x.sum(), x.mean())\n';
+      await buildModule({ className: 'WrongFaces', source: `def forward${wrong}def dense${wrong}` }, file);
       const model = await Model.load(file);
       try {
-        const err = await expectDfdetError(detectFaces(model, [astro]), 'RUNTIME_ERROR', /Face detector model returned an unexpected value/);
-        expect(err.code).not.toBe('MODEL_LOAD_FAILED');
+        // forward (the letterbox of a small image) and dense (the levels of a large one)
+        for (const [method, image] of [['forward', { data: new Uint8Array(300 * 200 * 3), width: 300, height: 200 }], ['dense', astro]] as const) {
+          const err = await expectDfdetError(detectFaces(model, [image]), 'RUNTIME_ERROR', new RegExp(`Face detector model returned an unexpected value from ${method}`));
+          expect(err.code).not.toBe('MODEL_LOAD_FAILED');
+        }
       } finally {
         await model.dispose();
       }

@@ -1,7 +1,7 @@
 /**
  * Benchmark part "media": face detection with BlazeFace through the addon (640x480 frames, whole
  * frame, one thread and the default thread count, batch 1 and 8; model-only forward against
- * PyTorch on the same file and input; tiled 1280x720 frames as ratios to the whole-frame pass), sampling 32 frames of a 720p 10 s clip (against a plain full ffmpeg
+ * PyTorch on the same file and input; 1280x720 frames searched for small faces, as ratios to the whole-frame pass), sampling 32 frames of a 720p 10 s clip (against a plain full ffmpeg
  * decode of the clip), and face crops per second (cropFace 'align' 256 px + clipTransform 224)
  * on a real photo.
  */
@@ -11,13 +11,13 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 
 import { cropFace } from '../faces/align';
-import { BLAZEFACE_INPUT_SIZE, BLAZEFACE_MODEL_PATH, detectFaces, type DetectFacesOptions, letterboxInput, loadFaceDetector } from '../faces/blazeface';
-import { planTiles } from '../faces/tiles';
+import { BLAZEFACE_INPUT_SIZE, BLAZEFACE_MODEL_PATH, detectFaces, type DetectFacesOptions, faceDetectorDType, letterboxInput, loadFaceDetector } from '../faces/blazeface';
+import { planPyramid } from '../faces/pyramid';
 import type { Face } from '../faces/types';
 import { decodeImage, type RgbImage } from '../media/image';
 import { CLIP_MEAN, CLIP_STD, clipTransform } from '../media/transform';
 import { sampleFrames } from '../media/video';
-import { setThreads } from '../model';
+import { type ModelDType, setThreads } from '../model';
 import { native } from '../native';
 import {
   type BenchContext,
@@ -104,8 +104,8 @@ async function toFrame(img: RgbImage, width: number, height: number): Promise<Rg
 async function benchDetection(ctx: BenchContext, frame: RgbImage, seconds: number): Promise<BenchResult[]> {
   const results: BenchResult[] = [];
   const defaultThreads = native().runtimeInfo().threads;
-  // As the Detector loads it: frozen + optimize_for_inference.
-  const model = await loadFaceDetector();
+  // Frozen + optimize_for_inference as the Detector loads it, in float32 as the PyTorch reference runs.
+  const model = await loadFaceDetector({ dtype: 'float32' });
   const S = BLAZEFACE_INPUT_SIZE;
   const per = 3 * S * S;
   const frames8 = Array.from({ length: 8 }, () => frame);
@@ -180,25 +180,33 @@ async function benchDetection(ctx: BenchContext, frame: RgbImage, seconds: numbe
 }
 
 /**
- * Tiled detection (lib/faces/tiles.ts) on a 1280x720 frame, one thread: time per frame with the
- * default minFaceSize (24: 15 tiles + the whole frame) and with 40 (6 tiles + the whole frame),
- * as ratios to the whole-frame pass alone (`tiling: false`), best of the rounds, in turns so that
- * load hits all alike.
- * Videos batch several frames' inputs per run (up to 4 inputs), so a frame's cost is also
- * measured over 4 frames at once.
+ * Small-face detection (lib/faces/pyramid.ts: dense levels) on a 1280x720 frame, one thread: time
+ * per frame with the default minFaceSize 24 (a 928x512 dense input + the whole frame at 256x160),
+ * 40 and 48, as ratios to the whole-frame pass alone (`tiling: false`: the 256x256 letterbox), same
+ * frame, same model and dtype, same run; best of the rounds, in turns so that load hits all alike;
+ * in the dtype the Detector picks (faceDetectorDType) and, where that is not float32, float32 too.
+ * Videos pass all their frames in one call, so a frame's cost is also measured over 4 frames at once.
  */
 async function benchTiling(ctx: BenchContext, img: RgbImage): Promise<BenchResult[]> {
-  ctx.log('media: tiled face detection on 1280x720 frames, 1 thread');
   const frame = await toFrame(img, 1280, 720);
-  const model = await loadFaceDetector();
+  const dtypes = [...new Set([faceDetectorDType(), 'float32' as const])];
+  const results: BenchResult[] = [];
+  for (const dtype of dtypes) results.push(...(await benchTilingIn(ctx, frame, dtype)));
+  return results;
+}
+
+async function benchTilingIn(ctx: BenchContext, frame: RgbImage, dtype: ModelDType): Promise<BenchResult[]> {
+  ctx.log(`media: multi-scale face detection on 1280x720 frames, 1 thread, ${dtype}`);
+  const model = await loadFaceDetector({ dtype });
   const defaultThreads = native().runtimeInfo().threads;
   setThreads(1);
   try {
     const modes: { name: string; frames: number; opts: DetectFacesOptions }[] = [
       { name: 'whole frame', frames: 1, opts: { tiling: false } },
-      { name: 'tiled, minFaceSize 24', frames: 1, opts: { minFaceSize: 24 } },
-      { name: 'tiled, minFaceSize 24, 4 frames/call', frames: 4, opts: { minFaceSize: 24 } },
-      { name: 'tiled, minFaceSize 40', frames: 1, opts: { minFaceSize: 40 } },
+      { name: 'pyramid, minFaceSize 24', frames: 1, opts: { minFaceSize: 24 } },
+      { name: 'pyramid, minFaceSize 24, 4 frames/call', frames: 4, opts: { minFaceSize: 24 } },
+      { name: 'pyramid, minFaceSize 40', frames: 1, opts: { minFaceSize: 40 } },
+      { name: 'pyramid, minFaceSize 48', frames: 1, opts: { minFaceSize: 48 } },
     ];
     const times = modes.map(() => [] as number[]);
     const rounds = ctx.quick ? 3 : 10;
@@ -213,14 +221,16 @@ async function benchTiling(ctx: BenchContext, img: RgbImage): Promise<BenchResul
     const whole = Math.min(...times[0]!);
     return modes.map((m, i) => {
       const ms = Math.min(...times[i]!);
-      const inputs = planTiles(1280, 720, m.opts.tiling === false ? Infinity : m.opts.minFaceSize!).tiles.length;
+      const levels = planPyramid(1280, 720, m.opts.tiling === false ? Infinity : m.opts.minFaceSize!).levels;
+      const inputs = levels.map((l) => `${l.dense ? 'dense' : 'forward'} ${l.inputWidth}x${l.inputHeight}`);
+      const pixels = levels.reduce((a, l) => a + l.inputWidth * l.inputHeight, 0);
       return {
         part: 'media',
-        name: `detectFaces 1280x720 ${m.name}`,
+        name: `detectFaces 1280x720 ${dtype} ${m.name}`,
         value: ms,
         unit: 'ms/frame',
         ...(i > 0 ? { reference: { name: 'whole frame', value: whole }, ratio: ms / whole, ratioLabel: 'x whole frame', target: '<= 3' } : {}),
-        details: { inputsPerFrame: inputs, framesPerCall: m.frames, timesMs: times[i], loadAverage: loadAverage() },
+        details: { inputsPerFrame: inputs, inputPixelsPerFrame: pixels, dtype: model.info.dtype, framesPerCall: m.frames, timesMs: times[i], loadAverage: loadAverage() },
       };
     });
   } finally {

@@ -2,11 +2,12 @@
  * Face detection with MediaPipe BlazeFace (back-camera / full-range 256x256 model, 896 anchors).
  *
  * The TorchScript model `models/blazeface/blazeface_back.pt` (made by
- * `scripts/blazeface/convert.sh`) takes `[B,3,256,256]` float32 RGB in [-1,1] and returns
+ * `scripts/blazeface/convert.sh`) has `forward`: `[B,3,256,256]` float32 RGB in [-1,1] to
  * `(scores [B,896], boxes [B,896,16])`, already decoded against the anchors: sigmoid scores and
- * `cx, cy, w, h, 6 x (x, y)` in [0,1] coordinates of the 256x256 input. This file does the rest:
- * letterboxing frames of any size into 256x256, batching, thresholding, MediaPipe's weighted NMS
- * and mapping results back to source-image pixels.
+ * `cx, cy, w, h, 6 x (x, y)` in [0,1] coordinates of the 256x256 input; and `dense`: the same
+ * network over `[B,3,H,W]` (multiples of 32), boxes in input pixels. This file does the rest:
+ * the inputs of lib/faces/pyramid.ts (letterbox or dense levels), batching, thresholding,
+ * MediaPipe's weighted NMS and mapping results back to source-image pixels.
  *
  * Coordinates are continuous pixel coordinates: (0,0) is the top-left corner of the top-left
  * pixel, so pixel (i, j) covers [i, i+1) x [j, j+1) and its centre is (i+0.5, j+0.5).
@@ -15,12 +16,12 @@ import * as path from 'node:path';
 import type { NativeTensor, NativeValue } from '../../binding';
 import { DfdetError, invalidParameter } from '../errors';
 import { packageRoot } from '../native';
-import { isTensor, Model, type ModelLoadOptions } from '../model';
+import { chooseDType, isTensor, Model, type ModelDType, type ModelLoadOptions } from '../model';
 import { resizeRgb } from '../media/resample';
 import { checkRgbImage, scaleRgb, type RgbImage } from '../media/rgb';
 import { DETECTOR_DEFAULTS } from '../options/detector';
 import { weightedNms, type RawDetection } from './nms';
-import { planTiles, tileToSource, writeTile } from './tiles';
+import { levelToSource, planPyramid, writeInput, type PyramidPlan } from './pyramid';
 import type { Face, FaceKeypoints } from './types';
 
 /** Side of the square model input. */
@@ -34,15 +35,29 @@ export const BLAZEFACE_ANCHORS = 896;
 export const BLAZEFACE_MODEL_PATH = path.join(packageRoot, 'models', 'blazeface', 'blazeface_back.pt');
 
 /**
+ * The precision BlazeFace runs in when none is asked for: bfloat16 where `dtype: 'auto'` picks it
+ * (CPUs with AVX512-BF16 or AMX, CUDA devices of compute capability >= 8.0; `DFDET_DTYPE`
+ * overrides 'auto'), float32 elsewhere. Measured on the frames of test/faces-pyramid.test.ts
+ * (2-core AVX512-BF16 CPU): recall and false positives per face size identical to float32, boxes
+ * and keypoints within 0.3% of the face width on average (2.9% at most, at 24 px faces), scores
+ * within 0.013, and ~25-40% less time per frame. float16 (older CUDA devices) is not measured, so
+ * it stays float32 there.
+ */
+export function faceDetectorDType(device = 'cpu'): ModelDType {
+  return chooseDType('auto', device) === 'bfloat16' ? 'bfloat16' : 'float32';
+}
+
+/**
  * Load the bundled BlazeFace model. Defaults to `optimize: true` (freeze + optimize_for_inference):
  * with libtorch 1.13 on CPU this roughly halves the time per frame (its oneDNN path fuses the
  * convolutions; the plain path sends the 1x1 convolutions of small batches to a slow im2col
- * kernel) at ~0.3 s extra load time; outputs stay within 1e-5 of the plain module.
+ * kernel) at ~0.3 s extra load time; outputs stay within 1e-5 of the plain module. `dtype`
+ * defaults to {@link faceDetectorDType} (bfloat16 where the machine runs it natively).
  *
  * @param opts - Model.load options; `optimize` defaults to true here.
  */
 export function loadFaceDetector(opts: ModelLoadOptions = {}): Promise<Model> {
-  return Model.load(BLAZEFACE_MODEL_PATH, { ...opts, optimize: opts.optimize ?? true });
+  return Model.load(BLAZEFACE_MODEL_PATH, { ...opts, optimize: opts.optimize ?? true, dtype: opts.dtype ?? faceDetectorDType(opts.device) });
 }
 
 /** Anything that runs a TorchScript method, such as `Model` from lib/model.ts. */
@@ -59,29 +74,32 @@ export interface DetectFacesOptions {
   iouThreshold?: number;
   /**
    * Smallest face wanted, in source pixels (default 24): faces whose box's longer side is below it
-   * are dropped, and it decides whether tiling runs (see lib/faces/tiles.ts): frames whose whole-frame
-   * letterbox already shows such a face at >= 12 model px run as one input.
+   * are dropped, and it decides the scales searched (see lib/faces/pyramid.ts): frames whose
+   * whole-frame letterbox already shows such a face at >= 17 model px run as one 256x256 input;
+   * larger frames run whole through the model's `dense` method at the scale where it is 17 px,
+   * plus coarser levels. The cost grows with the square of `1 / minFaceSize`.
    */
   minFaceSize?: number;
   /** Keep at most this many faces per image, highest score first (default: all). */
   maxFaces?: number;
   /**
-   * Search frames in tiles as well when `minFaceSize` asks for it (default true); false runs the
-   * whole-frame pass alone (one input per image, as before tiling existed).
+   * Search frames at the finer scales `minFaceSize` asks for (default true; the name is from when
+   * this meant tiles); false runs the whole-frame letterbox alone (one 256x256 input per image).
    */
   tiling?: boolean;
   /**
-   * Model inputs (whole frames and tiles) per model run (default 4); an image's inputs stay in one
-   * run unless they alone are more. Larger batches use more memory, not less time per input: with
-   * libtorch 1.13 on one CPU thread, the fastest per input (best of 8) were runs of 1-4 (11-12 ms),
-   * runs of 8-11 took 16-18 ms, runs of 16 ~2x longer (activations outgrow the caches).
+   * Images per model run (default 4): images are taken this many at a time, and their inputs of the
+   * same size run together, at most {@link BATCH_PIXELS} input pixels per run (a larger input runs
+   * alone). With libtorch 1.13 on one CPU thread in float32 a run of four 256x256 inputs costs the
+   * same per input as one, while four 928x512 inputs in one run took ~2.3x longer per input than
+   * one at a time (activations outgrow the caches).
    */
   batchSize?: number;
 }
 
 /**
  * Faces whose box is below this fraction of `minFaceSize` are dropped: at small sizes BlazeFace draws
- * the box of a face `w` px wide ~0.85-1.0 w wide (measured in test/faces-tiles.test.ts), so a face of
+ * the box of a face `w` px wide ~0.85-1.0 w wide (measured on tiles of the frames of test/faces-pyramid.test.ts), so a face of
  * `minFaceSize` is kept.
  */
 const MIN_BOX_RATIO = 0.75;
@@ -125,7 +143,7 @@ export function letterboxResize(image: RgbImage, box: Pick<Letterbox, 'width' | 
  */
 export function letterboxInput(image: RgbImage, out: Float32Array, offset: number, box = letterboxGeometry(image.width, image.height)): void {
   const small = box.width === image.width && box.height === image.height ? image : resizeRgb(image, box.width, box.height, 'bilinear');
-  writeTile(small, { x: 0, y: 0, width: box.width, height: box.height, left: box.left, top: box.top }, out, offset);
+  writeInput(small, { inputWidth: BLAZEFACE_INPUT_SIZE, inputHeight: BLAZEFACE_INPUT_SIZE, left: box.left, top: box.top }, out, offset);
 }
 
 /** An option that must be a number in [lo, hi]; `dflt` when undefined. */
@@ -142,37 +160,47 @@ function integerOption(v: unknown, name: string, lo: number, dflt: number): numb
   return v;
 }
 
-/** Check and unpack the model's `(scores, boxes)` output for a batch of `b`. */
-function unpack(value: NativeValue, b: number): { scores: Float32Array; boxes: Float32Array } {
+/** Check and unpack a `(scores [b,n], boxes [b,n,16])` output. */
+function unpack(value: NativeValue, b: number, n: number, method: string): { scores: Float32Array; boxes: Float32Array } {
   const pair = Array.isArray(value) ? value : undefined;
   const scores = pair?.[0];
   const boxes = pair?.[1];
   const shapeOk = (t: NativeTensor, want: number[]) => t.shape.length === want.length && t.shape.every((d, i) => d === want[i]);
   if (
     !isTensor(scores) || !isTensor(boxes) || !(scores.data instanceof Float32Array) || !(boxes.data instanceof Float32Array) ||
-    !shapeOk(scores, [b, BLAZEFACE_ANCHORS]) || !shapeOk(boxes, [b, BLAZEFACE_ANCHORS, 16])
+    !shapeOk(scores, [b, n]) || !shapeOk(boxes, [b, n, 16])
   ) {
     // The file loaded fine; what it returned is wrong: a run-time fault of this model, not a load failure.
-    throw new DfdetError('RUNTIME_ERROR', `Face detector model returned an unexpected value; expected float32 (scores [${b},896], boxes [${b},896,16])`);
+    throw new DfdetError('RUNTIME_ERROR', `Face detector model returned an unexpected value from ${method}; expected float32 (scores [${b},${n}], boxes [${b},${n},16])`);
   }
   return { scores: scores.data, boxes: boxes.data };
+}
+
+/** Input pixels per model run at most (four 256x256 inputs), unless one input alone is larger. */
+export const BATCH_PIXELS = 4 * 256 * 256;
+
+/** Anchors of a `dense` input of `w` x `h` (sides multiples of 32): 2 per 16 px cell, 6 per 32 px cell. */
+export function denseAnchors(w: number, h: number): number {
+  return (w / 16) * (h / 16) * 2 + (w / 32) * (h / 32) * 6;
 }
 
 /**
  * Detect faces in each image.
  *
- * Each image becomes the model inputs of {@link planTiles}: its whole frame letterboxed to
- * 256x256 (aspect kept, centred, black padding) and, when the whole frame would show a
- * `minFaceSize` face below 12 model px (images longer than 512 px at the default 24), overlapping
- * 256 px tiles of the frame scaled so that such a face is 12 px (see lib/faces/tiles.ts). The
- * inputs of several images run through the model together, at most `batchSize` per run, never
- * splitting an image's inputs unless they alone exceed `batchSize`. Then, per image: anchors
- * scoring at least `scoreThreshold` from every input, mapped back to source pixels (detections cut
- * by a tile's inner edge dropped), MediaPipe weighted NMS at `iouThreshold` over them all, the
- * `minFaceSize` filter and the `maxFaces` cap.
+ * Each image becomes the levels of {@link planPyramid}: its whole frame letterboxed to 256x256
+ * (aspect kept, centred, black padding; the model's `forward`) and, when that would show a
+ * `minFaceSize` face below 16 model px (images longer than 384 px at the default 24), the frame
+ * scaled so that such a face is 16 px, run whole through the model's `dense` method (coarser
+ * levels, 4x apart, for frames large enough to need them; see lib/faces/pyramid.ts). Images are
+ * taken `batchSize` at a time; their inputs of the same size (the same level of same-size frames,
+ * e.g. a video's) run through the model together. Then, per image: anchors scoring at least
+ * `scoreThreshold` from every level, each level keeping the face sizes it answers for, mapped back
+ * to source pixels, MediaPipe weighted NMS at `iouThreshold` over them all, the `minFaceSize`
+ * filter and the `maxFaces` cap. Pass all frames of a video in one call: same-size frames share
+ * model runs.
  *
- * @param model - The loaded BlazeFace TorchScript model (`Model.load(BLAZEFACE_MODEL_PATH)`), or
- *   anything with the same `run`.
+ * @param model - The loaded BlazeFace TorchScript model (`loadFaceDetector()`), or anything with
+ *   the same `run` (methods `forward` and `dense`).
  * @param images - 8-bit RGB images of any size.
  * @param opts - See {@link DetectFacesOptions}.
  * @returns For each image, its faces, highest score first (empty when none).
@@ -189,57 +217,75 @@ export async function detectFaces(model: TensorRunner, images: readonly RgbImage
   const maxFaces = opts.maxFaces === undefined ? Infinity : integerOption(opts.maxFaces, 'maxFaces', 1, 1);
   const batchSize = integerOption(opts.batchSize, 'batchSize', 1, 4);
   if (opts.tiling !== undefined && typeof opts.tiling !== 'boolean') invalidParameter('tiling', 'a boolean', opts.tiling);
-
-  const S = BLAZEFACE_INPUT_SIZE;
-  const per = 3 * S * S;
-  const plans = images.map((im) => planTiles(im.width, im.height, opts.tiling === false ? Infinity : minFaceSize));
-  const inputs = plans.flatMap((p, frame) => p.tiles.map((tile) => ({ frame, tile })));
-  const cands: RawDetection[][] = images.map(() => []);
-  // Each frame's pyramid levels, resized when its first input is written, dropped after its last.
-  const levels = new Map<number, RgbImage[]>();
-  for (let pos = 0; pos < inputs.length; ) {
-    let end = Math.min(inputs.length, pos + batchSize);
-    // End at a frame boundary unless this frame alone is larger than a batch.
-    if (end < inputs.length && inputs[end]!.frame === inputs[end - 1]!.frame) {
-      let b = end;
-      while (b > pos && inputs[b - 1]!.frame === inputs[end]!.frame) b--;
-      if (b > pos) end = b;
-    }
-    const chunk = inputs.slice(pos, end);
-    const fresh = [...new Set(chunk.map((e) => e.frame))].filter((f) => !levels.has(f));
-    const resized = await Promise.all(fresh.map((f) => Promise.all(plans[f]!.levels.map((lv) => letterboxResize(images[f]!, lv)))));
-    fresh.forEach((f, i) => levels.set(f, resized[i]!));
-    const input = new Float32Array(chunk.length * per);
-    chunk.forEach((e, i) => writeTile(levels.get(e.frame)![e.tile.level]!, e.tile, input, i * per));
-    const out = unpack(await model.run('forward', [{ data: input, shape: [chunk.length, 3, S, S], dtype: 'float32' }]), chunk.length);
-    chunk.forEach((e, i) => {
-      const lv = plans[e.frame]!.levels[e.tile.level]!;
-      for (const d of anchorsOf(out.scores, out.boxes, i, scoreThreshold)) {
-        const m = tileToSource(d, e.tile, lv);
-        if (m) cands[e.frame]!.push(m);
-      }
-    });
-    for (const f of levels.keys()) if (f < inputs[end - 1]!.frame) levels.delete(f);
-    pos = end;
-  }
+  const plans = images.map((im) => planPyramid(im.width, im.height, opts.tiling === false ? Infinity : minFaceSize));
+  const cands = await levelCandidates(model, images, plans, batchSize, scoreThreshold);
   return cands.map((c) => facesOf(c, iouThreshold, minFaceSize, maxFaces));
 }
 
-/** The anchors of input `b` of a batch scoring at least `scoreThreshold`, in model-input pixels. */
-function anchorsOf(scores: Float32Array, boxes: Float32Array, b: number, scoreThreshold: number): RawDetection[] {
-  const S = BLAZEFACE_INPUT_SIZE;
+/**
+ * Run every level of `plans` (one per image) through `model`, `batchSize` images at a time, inputs
+ * of the same method and size in one run; returns each image's candidates in source pixels.
+ * @internal Exported for the measurements of test/faces-pyramid.test.ts and the bench.
+ */
+export async function levelCandidates(model: TensorRunner, images: readonly RgbImage[], plans: readonly PyramidPlan[], batchSize: number, scoreThreshold: number): Promise<RawDetection[][]> {
+  const cands: RawDetection[][] = images.map(() => []);
+  for (let first = 0; first < images.length; first += batchSize) {
+    const frames = Array.from({ length: Math.min(batchSize, images.length - first) }, (_, i) => first + i);
+    const resized = await Promise.all(frames.map((f) => Promise.all(plans[f]!.levels.map((lv) => letterboxResize(images[f]!, lv)))));
+    // Same input shape and method: one run.
+    const groups = new Map<string, { frame: number; level: number; image: RgbImage }[]>();
+    frames.forEach((f, i) =>
+      plans[f]!.levels.forEach((lv, l) => {
+        const key = `${lv.dense ? 'dense' : 'forward'} ${lv.inputWidth}x${lv.inputHeight}`;
+        const g = groups.get(key) ?? [];
+        g.push({ frame: f, level: l, image: resized[i]![l]! });
+        groups.set(key, g);
+      }),
+    );
+    const runs = [...groups.values()].flatMap((g) => {
+      const lv = plans[g[0]!.frame]!.levels[g[0]!.level]!;
+      const per = Math.max(1, Math.floor(BATCH_PIXELS / (lv.inputWidth * lv.inputHeight)));
+      return Array.from({ length: Math.ceil(g.length / per) }, (_, i) => g.slice(i * per, (i + 1) * per));
+    });
+    for (const group of runs) {
+      const lv0 = plans[group[0]!.frame]!.levels[group[0]!.level]!;
+      const W = lv0.inputWidth;
+      const H = lv0.inputHeight;
+      const per = 3 * W * H;
+      const input = new Float32Array(group.length * per);
+      group.forEach((e, i) => writeInput(e.image, plans[e.frame]!.levels[e.level]!, input, i * per));
+      const method = lv0.dense ? 'dense' : 'forward';
+      const n = lv0.dense ? denseAnchors(W, H) : BLAZEFACE_ANCHORS;
+      const x = [{ data: input, shape: [group.length, 3, H, W], dtype: 'float32' as const }];
+      const out = unpack(await model.run(method, x), group.length, n, method);
+      // forward's boxes are normalised to the 256 input, dense's are in input pixels.
+      const unit = lv0.dense ? 1 : BLAZEFACE_INPUT_SIZE;
+      group.forEach((e, i) => {
+        const lv = plans[e.frame]!.levels[e.level]!;
+        for (const d of anchorsOf(out.scores, out.boxes, i, n, unit, scoreThreshold)) {
+          const m = levelToSource(d, lv);
+          if (m) cands[e.frame]!.push(m);
+        }
+      });
+    }
+  }
+  return cands;
+}
+
+/** The anchors of input `b` of a batch (`n` anchors each) scoring at least `scoreThreshold`, in model-input pixels (boxes x `unit`). */
+function anchorsOf(scores: Float32Array, boxes: Float32Array, b: number, n: number, unit: number, scoreThreshold: number): RawDetection[] {
   const cands: RawDetection[] = [];
-  for (let a = 0; a < BLAZEFACE_ANCHORS; a++) {
-    const score = scores[b * BLAZEFACE_ANCHORS + a]!;
+  for (let a = 0; a < n; a++) {
+    const score = scores[b * n + a]!;
     if (!(score >= scoreThreshold)) continue;
-    const o = (b * BLAZEFACE_ANCHORS + a) * 16;
-    const cx = boxes[o]! * S;
-    const cy = boxes[o + 1]! * S;
-    const w = boxes[o + 2]! * S;
-    const h = boxes[o + 3]! * S;
+    const o = (b * n + a) * 16;
+    const cx = boxes[o]! * unit;
+    const cy = boxes[o + 1]! * unit;
+    const w = boxes[o + 2]! * unit;
+    const h = boxes[o + 3]! * unit;
     if (!(w > 0 && h > 0)) continue;
     const keypoints: number[] = [];
-    for (let k = 0; k < 12; k++) keypoints.push(boxes[o + 4 + k]! * S);
+    for (let k = 0; k < 12; k++) keypoints.push(boxes[o + 4 + k]! * unit);
     cands.push({ score, x1: cx - w / 2, y1: cy - h / 2, x2: cx + w / 2, y2: cy + h / 2, keypoints });
   }
   return cands;

@@ -57,9 +57,10 @@ export interface DetectorOptions {
   faceThreshold?: number;
   /**
    * Smallest face side in source pixels, 0 to 1000000. Default 24. Smaller faces are dropped, and it
-   * decides whether face detection tiles the frame: frames longer than `256 * minFaceSize / 12` px
-   * (512 px at 24) are also searched in overlapping tiles (see lib/faces/tiles.ts); a larger value
-   * keeps large-face inputs fast.
+   * decides the scales face detection searches: frames longer than `256 * minFaceSize / 17` px
+   * (361 px at 24) are also run whole at the scale where such a face is 17 model px (see
+   * lib/faces/pyramid.ts); the cost grows with `1 / minFaceSize²` (a 1280x720 frame: ~6x the
+   * whole-frame pass at 24, under 3x from 40), so a larger value keeps large-face inputs fast.
    */
   minFaceSize?: number;
   /** Largest decoded image in pixels (decompression bombs), a positive integer. Default 100e6. */

@@ -9,8 +9,8 @@ Reshape. Rather than hand-writing the architecture, this script reads the graph 
 package and generates the Python source of an equivalent `torch.nn.Module` (one statement per
 ONNX node, every Conv becomes a named `nn.Conv2d` loaded with the ONNX weights), then compiles
 it with `torch.jit.script`. Shapes baked into the graph for batch 1 (Reshape targets,
-ConstantOfShape channel padding) are rewritten to use the runtime batch size, so the saved
-module accepts any batch.
+ConstantOfShape channel padding) are rewritten to use the run-time batch and spatial sizes, so the
+saved module accepts any batch, and `dense` any input size (multiples of 32).
 
 Saved module (TorchScript, loads in libtorch >= 1.13):
   forward(x: float32 [B,3,256,256] NCHW, RGB in [-1,1]) -> (scores [B,896], boxes [B,896,16])
@@ -22,6 +22,12 @@ Saved module (TorchScript, loads in libtorch >= 1.13):
             i.e. image left for a frontal face).
   raw(x) -> (scores16 [B,512,1], scores8 [B,384,1], regress16 [B,512,16], regress8 [B,384,16])
     the four ONNX outputs (logits and pixel offsets) unchanged, for parity checks.
+  dense(x: [B,3,H,W], H and W positive multiples of 32) -> (scores [B,N], boxes [B,N,16])
+    the network run fully convolutionally over a whole image of any such size: anchors on the
+    (H/16)x(W/16) grid x 2 then (H/32)x(W/32) x 6, computed in the graph, N in all; boxes in input
+    pixels, always float32. On a 256x256 input: forward's scores, and its boxes x 256, exactly.
+    (The stride-2 convolutions' TF "SAME" padding is the same for every even size, so a 256x256
+    window of a larger input sees what forward sees, up to the context beyond its edges.)
 Attributes: input_size=256, num_anchors=896, and an extra file 'dfdet.json' with metadata.
 """
 import argparse
@@ -55,6 +61,7 @@ def generate(model):
     names = {'input:0': 'x_nhwc'}
     lines = []
     convs = []  # (module_name, weight, bias, stride, groups)
+    pending = {}  # ConstantOfShape outputs not yet emitted: name -> (channels, value)
 
     def var(name):
         return names[name]
@@ -106,18 +113,31 @@ def generate(model):
             value = float(numpy_helper.to_array(a['value']).reshape(-1)[0]) if 'value' in a else 0.0
             if shape[0] != 1 or len(shape) != 4:
                 raise SystemExit('unexpected ConstantOfShape %s' % shape)
-            # batch 1 baked in by the exporter: use the runtime batch size
-            lines.append('%s = torch.full([x_nhwc.shape[0], %d, %d, %d], %r, dtype=x_nhwc.dtype, device=x_nhwc.device)'
-                         % (new(node.output[0]), shape[1], shape[2], shape[3], value))
+            # emitted at its Concat (the channel padding of a max-pooled shortcut), shaped like the
+            # tensor it is concatenated with: batch and spatial size at run time (any batch, any
+            # input size for `dense`); the channel count stays the graph's
+            pending[node.output[0]] = (shape[1], value)
         elif op == 'Concat':
+            axis = int(a['axis'])
+            for i, other in ((0, 1), (1, 0)):
+                if node.input[i] in pending:
+                    if axis != 1 or len(node.input) != 2 or node.input[other] in pending:
+                        raise SystemExit('unexpected use of ConstantOfShape in %s' % node.name)
+                    c, value = pending.pop(node.input[i])
+                    ref = var(node.input[other])
+                    lines.append('%s = torch.full([%s.shape[0], %d, %s.shape[2], %s.shape[3]], %r, dtype=%s.dtype, device=%s.device)'
+                                 % (new(node.input[i]), ref, c, ref, ref, value, ref, ref))
             ins = ', '.join(var(i) for i in node.input)
-            lines.append('%s = torch.cat([%s], %d)' % (new(node.output[0]), ins, int(a['axis'])))
+            lines.append('%s = torch.cat([%s], %d)' % (new(node.output[0]), ins, axis))
         elif op == 'Reshape':
             shape = [int(v) for v in inits[node.input[1]]]
-            if shape[0] != 1:
+            if shape[0] != 1 or len(shape) != 3:
                 raise SystemExit('unexpected Reshape %s' % shape)
-            lines.append('%s = %s.reshape([%s.shape[0]] + %s)' % (new(node.output[0]), var(node.input[0]), var(node.input[0]), shape[1:]))
+            # [1, anchors, k] baked in for 256x256: anchors from the run-time grid instead
+            lines.append('%s = %s.reshape([%s.shape[0], -1, %d])' % (new(node.output[0]), var(node.input[0]), var(node.input[0]), shape[2]))
 
+    if pending:
+        raise SystemExit('ConstantOfShape without a Concat: %s' % list(pending))
     ret = ', '.join(var(o) for o in EXPECTED_OUTPUTS)
     body = '\n'.join('        ' + l for l in lines)
     src = '''
@@ -165,6 +185,36 @@ class BlazeFaceBack(torch.nn.Module):
         cxy = reg[:, :, 0:2] + centre
         wh = reg[:, :, 2:4]
         kps = (reg[:, :, 4:16].reshape(b, 896, 6, 2) + centre.unsqueeze(2)).reshape(b, 896, 12)
+        return scores, torch.cat([cxy, wh, kps], 2)
+
+    def _centres(self, h: int, w: int, stride: int, per: int, device: torch.device) -> torch.Tensor:
+        """Anchor centres in input pixels of an h x w cell grid, `per` anchors a cell, (y, x, anchor) order."""
+        ys = (torch.arange(h, dtype=torch.float32, device=device) + 0.5) * stride
+        xs = (torch.arange(w, dtype=torch.float32, device=device) + 0.5) * stride
+        gx = xs.view(1, w, 1).expand(h, w, per)
+        gy = ys.view(h, 1, 1).expand(h, w, per)
+        return torch.stack([gx, gy], 3).reshape(h * w * per, 2)
+
+    @torch.jit.export
+    def dense(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """x: [B,3,H,W] RGB in [-1,1], H and W positive multiples of 32 -> scores [B,N] (sigmoid),
+        boxes [B,N,16] in input pixels (float32 whatever the model's dtype), N = (H/16)(W/16)x2 +
+        (H/32)(W/32)x6 anchors in forward's order. On 256x256: forward's boxes x 256."""
+        if x.dim() != 4 or x.shape[1] != 3 or x.shape[2] < 32 or x.shape[3] < 32 or x.shape[2] %% 32 != 0 or x.shape[3] %% 32 != 0:
+            raise ValueError('BlazeFace dense expects input of shape [B,3,H,W] with H and W positive multiples of 32')
+        h = x.shape[2]
+        w = x.shape[3]
+        x = x.contiguous(memory_format=torch.channels_last)
+        s16, s8, r16, r8 = self._graph(x.permute(0, 2, 3, 1))
+        scores = torch.sigmoid(torch.cat([s16, s8], 1).squeeze(2).float())
+        reg = torch.cat([r16, r8], 1).float()
+        b = reg.shape[0]
+        n = reg.shape[1]
+        centre = torch.cat([self._centres(h // 16, w // 16, 16, 2, x.device), self._centres(h // 32, w // 32, 32, 6, x.device)], 0)
+        centre = centre.unsqueeze(0).expand(b, n, 2)
+        cxy = reg[:, :, 0:2] + centre
+        wh = reg[:, :, 2:4]
+        kps = (reg[:, :, 4:16].reshape(b, n, 6, 2) + centre.unsqueeze(2)).reshape(b, n, 12)
         return scores, torch.cat([cxy, wh, kps], 2)
 ''' % (body, ret)
     return src, convs
@@ -228,6 +278,11 @@ def main():
     s1, b1 = scripted(x[1:2])
     assert s.shape == (3, 896) and b.shape == (3, 896, 16)
     assert torch.allclose(s[1:2], s1, atol=1e-5) and torch.allclose(b[1:2], b1, atol=1e-5)
+    # dense on 256x256 is forward in input pixels; on a larger input, N anchors in the same order
+    ds, db = scripted.dense(x)
+    assert torch.equal(ds, s) and torch.equal(db, b * 256)
+    ds, db = scripted.dense(torch.rand(2, 3, 96, 160) * 2 - 1)
+    assert ds.shape == (2, 6 * 10 * 2 + 3 * 5 * 6) and db.shape == (2, 6 * 10 * 2 + 3 * 5 * 6, 16)
     meta = {
         'name': 'blazeface_back',
         'task': 'face-detection',
@@ -236,6 +291,11 @@ def main():
         'outputs': {
             'scores': '[B,896] sigmoid',
             'boxes': '[B,896,16] cx,cy,w,h,6x(x,y) normalised to the 256x256 input',
+        },
+        'dense': {
+            'input': '[B,3,H,W], H and W positive multiples of 32, otherwise as forward',
+            'scores': '[B,N] sigmoid, N = (H/16)(W/16)x2 + (H/32)(W/32)x6 in forward\'s anchor order',
+            'boxes': '[B,N,16] cx,cy,w,h,6x(x,y) in input pixels (float32); on 256x256 forward x 256',
         },
         'keypoints': ['rightEye', 'leftEye', 'nose', 'mouth', 'rightEar', 'leftEar'],
         'anchors': '16x16x2 then 8x8x6, centre ((x+0.5)/n, (y+0.5)/n)',
