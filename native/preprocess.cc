@@ -126,7 +126,11 @@ Napi::Value Preprocess(const Napi::CallbackInfo& info) {
     r.bicubic = f == "bicubic";
     Napi::Value dev = o.Get("device");
     r.device = parseDeviceOrThrow(env, dev.IsString() ? dev.As<Napi::String>().Utf8Value() : "cpu");
-    r.useOps = o.Get("kernel").IsString() && o.Get("kernel").As<Napi::String>().Utf8Value() == "ops";
+    Napi::Value kernel = o.Get("kernel");
+    const std::string k = kernel.IsString() ? kernel.As<Napi::String>().Utf8Value() : "loops";
+    if (k != "loops" && k != "ops" && k != "baseline") bad(env, "Expected one of 'loops', 'ops', 'baseline' for kernel but received '" + k + "'");
+    r.useOps = k == "ops";
+    r.vector = k != "baseline";
   });
 }
 

@@ -70,13 +70,13 @@ at::Tensor preprocessLoops(const PreprocessRequest& r) {
       const int64_t W = img.size(1), H = img.size(0);
       if (!std::isnan(r.matrices[n * 6])) {
         const ResizePlan& p = cropPlan;
-        warpTransposed(src, W, H, &r.matrices[n * 6], C, crop.data());
-        resizeTransposed(crop.data() + p.rowFirst * 3, C * 3, p.rowFirst, p.rows, p.hz, p.vt, p.left, p.top, S, scratch, res.data());
+        warpTransposed(src, W, H, &r.matrices[n * 6], C, crop.data(), r.vector);
+        resizeTransposed(crop.data() + p.rowFirst * 3, C * 3, p.rowFirst, p.rows, p.hz, p.vt, p.left, p.top, S, scratch, res.data(), r.vector);
       } else {
         const ResizePlan p = planResize(W, H, S, r.bicubic);
         whole.resize(W * p.rows * 3);
         transposeRgb(src, W, p.rowFirst, p.rows, whole.data());
-        resizeTransposed(whole.data(), p.rows * 3, p.rowFirst, p.rows, p.hz, p.vt, p.left, p.top, S, scratch, res.data());
+        resizeTransposed(whole.data(), p.rows * 3, p.rowFirst, p.rows, p.hz, p.vt, p.left, p.top, S, scratch, res.data(), r.vector);
       }
       normalise(res.data(), plane, lut.data(), dst + n * 3 * plane);
     }

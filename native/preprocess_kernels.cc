@@ -229,16 +229,17 @@ bool detectAvx2() {
 #endif
 }
 
-void pass(const uint8_t* in, int64_t stride, int64_t len, const Coeffs& c, int64_t from, int64_t n, int64_t base, int32_t* acc, uint8_t* out) {
+void pass(const uint8_t* in, int64_t stride, int64_t len, const Coeffs& c, int64_t from, int64_t n, int64_t base, int32_t* acc, uint8_t* out,
+          bool vector) {
 #ifdef DFDET_X86_CLONES
-  if (kernelsUseAvx2()) return passAvx2(in, stride, len, c, from, n, base, acc, out);
+  if (vector && cpuHasAvx2()) return passAvx2(in, stride, len, c, from, n, base, acc, out);
 #endif
   passBase(in, stride, len, c, from, n, base, acc, out);
 }
 
 }  // namespace
 
-bool kernelsUseAvx2() {
+bool cpuHasAvx2() {
   static const bool avx2 = detectAvx2();
   return avx2;
 }
@@ -288,10 +289,10 @@ Coeffs identityCoeffs(int64_t size) {
   return c;
 }
 
-void warpTransposed(const uint8_t* src, int64_t W, int64_t H, const double* m, int64_t S, uint8_t* out) {
+void warpTransposed(const uint8_t* src, int64_t W, int64_t H, const double* m, int64_t S, uint8_t* out, bool vector) {
   const Inverse v(m);
 #ifdef DFDET_X86_CLONES
-  if (kernelsUseAvx2()) return warpAvx2(src, W, H, v, S, out);
+  if (vector && cpuHasAvx2()) return warpAvx2(src, W, H, v, S, out);
 #endif
   warpScalar(src, W, H, v, S, out);
 }
@@ -301,16 +302,16 @@ void transposeRgb(const uint8_t* src, int64_t W, int64_t rowFirst, int64_t rows,
 }
 
 void resizeTransposed(const uint8_t* t, int64_t stride, int64_t rowFirst, int64_t rows, const Coeffs& hz, const Coeffs& vt, int64_t left,
-                      int64_t top, int64_t S, ResizeScratch& s, uint8_t* out) {
+                      int64_t top, int64_t S, ResizeScratch& s, uint8_t* out, bool vector) {
   const int64_t len = rows * 3;
   s.a.resize(S * len);
   s.b.resize(S * len);
   s.acc.resize(std::max(len, S * 3));
   // Pillow's horizontal pass: crop columns left.. of the resized width, as rows of `a`.
-  pass(t, stride, len, hz, left, S, 0, s.acc.data(), s.a.data());
+  pass(t, stride, len, hz, left, S, 0, s.acc.data(), s.a.data(), vector);
   transpose3(s.a.data(), S, rows, s.b.data());
   // Its vertical pass: rows top.. of the resized height.
-  pass(s.b.data(), S * 3, S * 3, vt, top, S, rowFirst, s.acc.data(), out);
+  pass(s.b.data(), S * 3, S * 3, vt, top, S, rowFirst, s.acc.data(), out, vector);
 }
 
 }  // namespace dfdet

@@ -2,9 +2,15 @@
  * Native batched preprocessing (lib/preprocess/native.ts, native/preprocess*.cc) against the JS
  * reference (cropFace's warp + clipTransform) on real photos: face crops from BlazeFace's real
  * detections and from faces placed at rotations, scales and image borders, box crops, and whole
- * images of several shapes (the faces: 'none' path). Both native kernels (CPU loops, and the
- * libtorch ops that CUDA runs) must agree with JS within 1/255 per pixel value.
+ * images of several shapes (the faces: 'none' path), and real face crops (FaceForensics++ and
+ * Celeb-DF frames, when ../shared/data/face-crops or $DFDET_FACE_CROPS is there). The issue's bound
+ * is 1/255 per pixel value for every kernel. Measured: the CPU loops (AVX2 clones and baseline)
+ * give the JS bytes exactly (0), so the tests hold them to 0; the libtorch ops (what CUDA runs)
+ * to the bound.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
 
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -24,6 +30,18 @@ import { expectDfdetError } from './helpers/errors';
 const photos = debianPhotos();
 const havePhotos = photos !== null;
 const PHOTOS: string[] = photos ?? [];
+
+/** Real face crops (PNG), a few per source video: from $DFDET_FACE_CROPS or the shared data folder. */
+function findFaceCrops(): string[] {
+  const dir = process.env.DFDET_FACE_CROPS ?? path.resolve(__dirname, '..', '..', 'shared', 'data', 'face-crops');
+  if (!fs.existsSync(dir)) {
+    console.warn(`SKIPPED (face crops): no folder ${dir}; set DFDET_FACE_CROPS to a folder of face crop PNGs`);
+    return [];
+  }
+  const files = (fs.readdirSync(dir, { recursive: true }) as string[]).filter((f) => f.endsWith('.png')).sort();
+  return files.map((f) => path.join(dir, f));
+}
+const faceCrops = havePhotos ? findFaceCrops() : [];
 
 const INPUT = { size: 224, interpolation: 'bicubic' as const, mean: [...CLIP_MEAN], std: [...CLIP_STD] };
 const CTX = { options: { cropSize: 256 }, input: INPUT } as Parameters<typeof cropAndTransform>[2];
@@ -86,9 +104,11 @@ describe.skipIf(!havePhotos)('native preprocessing matches the JS reference', ()
     ];
     const js = await cropAndTransform(images, specs, { ...CTX, preprocess: 'js' });
     const loops = await preprocessBatch(images, specs, { cropSize: 256, input: INPUT, kernel: 'loops' });
+    const baseline = await preprocessBatch(images, specs, { cropSize: 256, input: INPUT, kernel: 'baseline' });
     const ops = await preprocessBatch(images, specs, { cropSize: 256, input: INPUT, kernel: 'ops' });
     expect(loops.shape).toEqual([specs.length, 3, 224, 224]);
-    expect(maxLevels(loops.data, js.data)).toBeLessThanOrEqual(1);
+    expect(maxLevels(loops.data, js.data)).toBe(0);
+    expect(maxLevels(baseline.data, js.data)).toBe(0);
     expect(maxLevels(ops.data, js.data)).toBeLessThanOrEqual(1);
     // The run.ts path (native by default) is this function.
     const viaRun = await cropAndTransform(images, specs, CTX);
@@ -105,12 +125,30 @@ describe.skipIf(!havePhotos)('native preprocessing matches the JS reference', ()
     expect(none.shape).toEqual([0, 3, 224, 224]);
   });
 
+  it.skipIf(!faceCrops.length)('on real face crops (whole crops and warped crops of them), within 1/255 for every kernel', async () => {
+    const crops = await Promise.all(faceCrops.map((f) => decodeImage(f)));
+    const specs: CropSpec[] = crops.flatMap((c, image) => [
+      { image, matrix: null },
+      // Re-aligned at a roll, and a tighter box: warps that sample between pixels, with borders.
+      { image, matrix: cropMatrix(placedFace(c.width / 2, c.height / 2 + 10, c.width / 3, 0.15 * ((image % 5) - 2)), {}) },
+      { image, matrix: cropMatrix(placedFace(c.width / 2, c.height / 2, c.width / 4, 0), { mode: 'box' }) },
+    ]);
+    const js = await cropAndTransform(crops, specs, { ...CTX, preprocess: 'js' });
+    for (const kernel of ['loops', 'baseline', 'ops'] as const) {
+      const nat = await preprocessBatch(crops, specs, { cropSize: 256, input: INPUT, kernel });
+      // The issue's bound for every kernel; the CPU loops are measured exact and held to it.
+      expect(maxLevels(nat.data, js.data), kernel).toBeLessThanOrEqual(1);
+      if (kernel !== 'ops') expect(maxLevels(nat.data, js.data), kernel).toBe(0);
+    }
+  });
+
   it('refuses bad requests with typed errors', async () => {
     const ok: CropSpec = { image: 0, matrix: [1, 0, 0, 0, 1, 0] };
     await expectDfdetError(preprocessBatch(images, [{ image: 9, matrix: null }], { cropSize: 256, input: INPUT }), 'BAD_INPUT', /image/);
     await expectDfdetError(preprocessBatch(images, [{ image: 0, matrix: [0, 0, 0, 0, 0, 0] }], { cropSize: 256, input: INPUT }), 'BAD_INPUT', /invertible/);
     await expectDfdetError(preprocessBatch([{ data: new Uint8Array(5), width: 2, height: 2 }], [ok], { cropSize: 256, input: INPUT }), 'BAD_INPUT', /images\[0\]/);
     await expectDfdetError(preprocessBatch(images, [ok], { cropSize: 256, input: INPUT, device: 'gpu' }), 'BAD_INPUT', /device/);
+    await expectDfdetError(preprocessBatch(images, [ok], { cropSize: 256, input: INPUT, kernel: 'simd' as never }), 'BAD_INPUT', /kernel/);
   });
 
   it('fails with a clear UNSUPPORTED error for CUDA where this libtorch has none', async (ctx) => {
