@@ -9,6 +9,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <exception>
 #include <thread>
@@ -61,10 +62,13 @@ at::Tensor preprocessLoops(const PreprocessRequest& r) {
   float* dst = out.data_ptr<float>();
   const std::vector<float> lut = normLut(r);
   const ResizePlan cropPlan = planResize(C, C, S, r.bicubic);  // every warped crop is C x C
-  auto work = [&](int64_t begin, int64_t end) {
+  // Crops go to whichever thread is free (an atomic counter): a core that other processes share
+  // then takes fewer crops instead of holding up the batch.
+  std::atomic<int64_t> next{0};
+  auto work = [&]() {
     std::vector<uint8_t> crop(C * C * 3 + kWarpPad), whole, res(plane * 3);
     ResizeScratch scratch;
-    for (int64_t n = begin; n < end; n++) {
+    for (int64_t n = next++; n < N; n = next++) {
       const at::Tensor& img = r.images[r.imageOf[n]].tensor;
       const uint8_t* src = img.data_ptr<uint8_t>();
       const int64_t W = img.size(1), H = img.size(0);
@@ -82,22 +86,24 @@ at::Tensor preprocessLoops(const PreprocessRequest& r) {
     }
   };
   const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), N));
-  const int64_t per = (N + threads - 1) / threads;
   std::vector<std::thread> pool;
   std::vector<std::exception_ptr> errors(threads);
-  for (int64_t t = 1; t < threads; t++)
-    pool.emplace_back([&, t] {
-      try {
-        work(t * per, std::min(N, (t + 1) * per));
-      } catch (...) {
-        errors[t] = std::current_exception();
-      }
-    });
-  try {
-    work(0, std::min(N, per));
-  } catch (...) {
-    errors[0] = std::current_exception();
+  auto guarded = [&](int64_t t) {
+    try {
+      work();
+    } catch (...) {
+      errors[t] = std::current_exception();
+      next = N;  // the others stop at their next crop
+    }
+  };
+  for (int64_t t = 1; t < threads; t++) {
+    try {
+      pool.emplace_back(guarded, t);
+    } catch (...) {
+      break;  // no thread to spare: the threads running share all crops
+    }
   }
+  guarded(0);
   for (auto& th : pool) th.join();
   for (auto& e : errors)
     if (e) std::rethrow_exception(e);
