@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { cropMatrix, type CropFaceOptions } from '../lib/faces/align';
+import { type Affine, cropMatrix, type CropFaceOptions } from '../lib/faces/align';
 import { detectFaces, loadFaceDetector } from '../lib/faces/blazeface';
 import type { Face } from '../lib/faces/types';
 import { decodeImage, type RgbImage } from '../lib/media/image';
@@ -56,6 +56,12 @@ function placedFace(cx: number, cy: number, s: number, rot: number): Face {
   };
 }
 
+/**
+ * The issue's bound, 1/255 in pixel units: one grey level. A one-level difference measures up to
+ * ~1.00002 levels once normalised in float32, hence the slack (a two-level one measures 2).
+ */
+const BOUND = 1.001;
+
 /** Largest difference between two model inputs, in pixel units (x255: grey levels). */
 function maxLevels(a: Float32Array, b: Float32Array): number {
   expect(a.length).toBe(b.length);
@@ -76,6 +82,9 @@ beforeAll(async () => {
       [301, 517],
       [640, 211],
       [150, 180],
+      // One side already 224: Pillow skips that pass (the kernels' identity coefficients).
+      [224, 300],
+      [300, 224],
     ].map(async ([w, h]) => decodeImage(await sharp(PHOTOS[1]).resize(w, h, { fit: 'fill' }).png().toBuffer())),
   );
   images = [a!, b!, ...reshaped];
@@ -109,10 +118,31 @@ describe.skipIf(!havePhotos)('native preprocessing matches the JS reference', ()
     expect(loops.shape).toEqual([specs.length, 3, 224, 224]);
     expect(maxLevels(loops.data, js.data)).toBe(0);
     expect(maxLevels(baseline.data, js.data)).toBe(0);
-    expect(maxLevels(ops.data, js.data)).toBeLessThanOrEqual(1);
+    expect(maxLevels(ops.data, js.data)).toBeLessThanOrEqual(BOUND);
     // The run.ts path (native by default) is this function.
     const viaRun = await cropAndTransform(images, specs, CTX);
     expect(maxLevels(viaRun.data, loops.data)).toBe(0);
+  });
+
+  it('warps from images too small for the vector loads (1 to 3 pixels wide or high), with every kernel', async () => {
+    const tiny: RgbImage[] = [
+      [1, 1],
+      [2, 2],
+      [3, 1],
+      [1, 3],
+      [4, 2],
+    ].map(([width, height]) => ({ width: width!, height: height!, data: Uint8Array.from({ length: width! * height! * 3 }, (_, i) => (i * 97 + 31) % 256) }));
+    // Each tiny image blown up to the whole crop (every output pixel between or beside its pixels).
+    const specs: CropSpec[] = tiny.flatMap((im, image) => [
+      { image, matrix: [256 / im.width, 0, 128 / im.width - 0.5, 0, 256 / im.height, 128 / im.height - 0.5] as Affine },
+      { image, matrix: [200 / im.width, 30 / im.width, 20, -30 / im.height, 200 / im.height, 40] as Affine },
+      { image, matrix: null },
+    ]);
+    const js = await cropAndTransform(tiny, specs, { ...CTX, preprocess: 'js' });
+    for (const kernel of ['loops', 'baseline', 'ops'] as const) {
+      const nat = await preprocessBatch(tiny, specs, { cropSize: 256, input: INPUT, kernel });
+      expect(maxLevels(nat.data, js.data), kernel).toBeLessThanOrEqual(kernel === 'ops' ? BOUND : 0);
+    }
   });
 
   it('handles the bilinear filter and an empty batch', async () => {
@@ -120,7 +150,7 @@ describe.skipIf(!havePhotos)('native preprocessing matches the JS reference', ()
     const specs: CropSpec[] = [{ image: 0, matrix: cropMatrix(placedFace(260, 250, 90, 0.2), {}) }, { image: 2, matrix: null }];
     const js = await cropAndTransform(images, specs, { ...CTX, input, preprocess: 'js' });
     const nat = await preprocessBatch(images, specs, { cropSize: 256, input });
-    expect(maxLevels(nat.data, js.data)).toBeLessThanOrEqual(1);
+    expect(maxLevels(nat.data, js.data)).toBeLessThanOrEqual(BOUND);
     const none = await preprocessBatch(images, [], { cropSize: 256, input: INPUT });
     expect(none.shape).toEqual([0, 3, 224, 224]);
   });
@@ -137,7 +167,7 @@ describe.skipIf(!havePhotos)('native preprocessing matches the JS reference', ()
     for (const kernel of ['loops', 'baseline', 'ops'] as const) {
       const nat = await preprocessBatch(crops, specs, { cropSize: 256, input: INPUT, kernel });
       // The issue's bound for every kernel; the CPU loops are measured exact and held to it.
-      expect(maxLevels(nat.data, js.data), kernel).toBeLessThanOrEqual(1);
+      expect(maxLevels(nat.data, js.data), kernel).toBeLessThanOrEqual(BOUND);
       if (kernel !== 'ops') expect(maxLevels(nat.data, js.data), kernel).toBe(0);
     }
   });
