@@ -79,7 +79,7 @@ at::Tensor preprocessLoops(const PreprocessRequest& r) {
       } else {
         const ResizePlan p = planResize(W, H, S, r.bicubic);
         whole.resize(W * p.rows * 3);
-        transposeRgb(src, W, p.rowFirst, p.rows, whole.data());
+        transposeRgb(src, W, p.rowFirst, p.rows, whole.data(), r.vector);
         resizeTransposed(whole.data(), p.rows * 3, p.rowFirst, p.rows, p.hz, p.vt, p.left, p.top, S, scratch, res.data(), r.vector);
       }
       normalise(res.data(), plane, lut.data(), dst + n * 3 * plane);

@@ -27,7 +27,7 @@ void warpTransposed(const uint8_t* src, int64_t W, int64_t H, const double* m, i
 
 // Rows [rowFirst, rowFirst + rows) of the RGB image `src` (W wide), transposed:
 // out[(x * rows + y) * 3 + c] = src pixel (x, rowFirst + y).
-void transposeRgb(const uint8_t* src, int64_t W, int64_t rowFirst, int64_t rows, uint8_t* out);
+void transposeRgb(const uint8_t* src, int64_t W, int64_t rowFirst, int64_t rows, uint8_t* out, bool vector = true);
 
 // Scratch memory of resizeTransposed, reused from crop to crop.
 struct ResizeScratch {
