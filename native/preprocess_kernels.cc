@@ -14,7 +14,7 @@
 #include <algorithm>
 #include <cmath>
 
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(_MSC_VER)
 #define DFDET_X86_CLONES 1
 #include <immintrin.h>
 #endif
