@@ -128,9 +128,10 @@ Napi::Value Preprocess(const Napi::CallbackInfo& info) {
     r.device = parseDeviceOrThrow(env, dev.IsString() ? dev.As<Napi::String>().Utf8Value() : "cpu");
     Napi::Value kernel = o.Get("kernel");
     const std::string k = kernel.IsString() ? kernel.As<Napi::String>().Utf8Value() : "loops";
-    if (k != "loops" && k != "ops" && k != "baseline") bad(env, "Expected one of 'loops', 'ops', 'baseline' for kernel but received '" + k + "'");
+    if (k != "loops" && k != "avx2" && k != "baseline" && k != "ops")
+      bad(env, "Expected one of 'loops', 'avx2', 'baseline', 'ops' for kernel but received '" + k + "'");
     r.useOps = k == "ops";
-    r.vector = k != "baseline";
+    r.level = k == "baseline" ? kBaseline : k == "avx2" ? kAvx2 : kAvx512;
   });
 }
 

@@ -20,7 +20,7 @@ struct PreprocessRequest {
   bool bicubic = true;
   c10::Device device{at::kCPU};
   bool useOps = false;  // run the libtorch-ops path on the CPU too (tests compare both)
-  bool vector = true;   // CPU loops: the AVX2 clones where the CPU has them (false: baseline code)
+  int level = kAvx512;  // CPU loops: the widest clones up to this level that the CPU runs
 };
 
 // numpy's float32 normalisation of each uint8 value, [3 * 256] (lib/media/transform.ts normLut).

@@ -62,6 +62,7 @@ at::Tensor preprocessLoops(const PreprocessRequest& r) {
   float* dst = out.data_ptr<float>();
   const std::vector<float> lut = normLut(r);
   const ResizePlan cropPlan = planResize(C, C, S, r.bicubic);  // every warped crop is C x C
+  const int level = std::min(r.level, cpuLevel());
   // Crops go to whichever thread is free (an atomic counter): a core that other processes share
   // then takes fewer crops instead of holding up the batch.
   std::atomic<int64_t> next{0};
@@ -74,13 +75,13 @@ at::Tensor preprocessLoops(const PreprocessRequest& r) {
       const int64_t W = img.size(1), H = img.size(0);
       if (!std::isnan(r.matrices[n * 6])) {
         const ResizePlan& p = cropPlan;
-        warpTransposed(src, W, H, &r.matrices[n * 6], C, crop.data(), r.vector);
-        resizeTransposed(crop.data() + p.rowFirst * 3, C * 3, p.rowFirst, p.rows, p.hz, p.vt, p.left, p.top, S, scratch, res.data(), r.vector);
+        warpTransposed(src, W, H, &r.matrices[n * 6], C, crop.data(), level);
+        resizeTransposed(crop.data() + p.rowFirst * 3, C * 3, p.rowFirst, p.rows, p.hz, p.vt, p.left, p.top, S, scratch, res.data(), level);
       } else {
         const ResizePlan p = planResize(W, H, S, r.bicubic);
         whole.resize(W * p.rows * 3);
-        transposeRgb(src, W, p.rowFirst, p.rows, whole.data(), r.vector);
-        resizeTransposed(whole.data(), p.rows * 3, p.rowFirst, p.rows, p.hz, p.vt, p.left, p.top, S, scratch, res.data(), r.vector);
+        transposeRgb(src, W, p.rowFirst, p.rows, whole.data(), level);
+        resizeTransposed(whole.data(), p.rows * 3, p.rowFirst, p.rows, p.hz, p.vt, p.left, p.top, S, scratch, res.data(), level);
       }
       normalise(res.data(), plane, lut.data(), dst + n * 3 * plane);
     }

@@ -7,8 +7,8 @@
 //   bytes (acc[j] += row[j] * k) that the compiler vectorises, in exact int32 arithmetic;
 // - on x86-64 CPUs with AVX2 a clone of each kernel built for AVX2 runs (chosen at run time, so
 //   the binary still runs on any x86-64); the warp's AVX2 clone blends four pixels at a time in
-//   vectors of doubles, with the reference's products and sums in the same order (no FMA: the
-//   target adds AVX2 only, and the file is built with -ffp-contract=off).
+//   vectors of doubles, its AVX-512 clone eight, with the reference's products and sums in the
+//   same order (no FMA: the targets do not add it, and the file is built with -ffp-contract=off).
 #include "preprocess_kernels.h"
 
 #include <algorithm>
@@ -228,37 +228,122 @@ __attribute__((target("avx2"))) void warpAvx2(const uint8_t* src, int64_t W, int
   }
 }
 
+// AVX-512 with the byte permutes of VBMI (Ice Lake, Zen 4 and later). GCC 12's AVX-512 headers
+// warn about their own _mm512_undefined_* values under -Wall: a known false positive.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#define DFDET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vbmi")))
+
+// The 8 bytes at base + o[i] for i = 0..7, as the eight 64-bit lanes of a vector.
+DFDET_AVX512 inline __m512i rows8(const uint8_t* base, const int32_t* o) {
+  const auto pair = [base](int32_t a, int32_t b) {
+    const __m128i lo = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(base + a));
+    return _mm_castpd_si128(_mm_loadh_pd(_mm_castsi128_pd(lo), reinterpret_cast<const double*>(base + b)));
+  };
+  const __m256i a = _mm256_inserti128_si256(_mm256_castsi128_si256(pair(o[0], o[1])), pair(o[2], o[3]), 1);
+  const __m256i b = _mm256_inserti128_si256(_mm256_castsi128_si256(pair(o[4], o[5])), pair(o[6], o[7]), 1);
+  return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+}
+
+// Bytes `shift` / 8 of eight 64-bit lanes as eight doubles.
+DFDET_AVX512 inline __m512d byte8(__m512i g, int shift) {
+  return _mm512_cvtepi64_pd(_mm512_and_si512(_mm512_srli_epi64(g, shift), _mm512_set1_epi64(0xff)));
+}
+
+// warpAvx2 with eight pixels at a time; the three channels' bytes go back to RGB order with one
+// VBMI permute and a masked 24-byte store.
+DFDET_AVX512 void warpAvx512(const uint8_t* src, int64_t W, int64_t H, const Inverse& v, int64_t S, uint8_t* out) {
+  const int64_t row = W * 3;
+  const bool small = W * H * 3 < (int64_t(1) << 31) - 64;
+  const __m512d one = _mm512_set1_pd(1.0), half = _mm512_set1_pd(0.5), zero = _mm512_setzero_pd();
+  const __m512d wLim = _mm512_set1_pd(static_cast<double>(W - 2)), hLim = _mm512_set1_pd(static_cast<double>(H - 1));
+  const __m512d ib = _mm512_set1_pd(v.ib), ie = _mm512_set1_pd(v.ie), ic = _mm512_set1_pd(v.ic), iF = _mm512_set1_pd(v.iF);
+  const __m512d step = _mm512_set_pd(7, 6, 5, 4, 3, 2, 1, 0);
+  const __m256i rowV = _mm256_set1_epi32(static_cast<int32_t>(row)), three = _mm256_set1_epi32(3);
+  alignas(32) uint8_t idx[32];
+  for (int i = 0; i < 8; i++) idx[3 * i] = i, idx[3 * i + 1] = 8 + i, idx[3 * i + 2] = 16 + i;
+  for (int i = 24; i < 32; i++) idx[i] = 0;
+  const __m256i interleave = _mm256_load_si256(reinterpret_cast<const __m256i*>(idx));
+  for (int64_t x = 0; x < S; x++) {
+    const double ax = v.ia * static_cast<double>(x), dx = v.id * static_cast<double>(x);
+    const __m512d axv = _mm512_set1_pd(ax), dxv = _mm512_set1_pd(dx);
+    uint8_t* o = out + x * S * 3;
+    int64_t y = 0;
+    for (; small && y + 8 <= S; y += 8) {
+      const __m512d yv = _mm512_add_pd(_mm512_set1_pd(static_cast<double>(y)), step);
+      const __m512d fx = _mm512_add_pd(_mm512_add_pd(axv, _mm512_mul_pd(ib, yv)), ic);
+      const __m512d fy = _mm512_add_pd(_mm512_add_pd(dxv, _mm512_mul_pd(ie, yv)), iF);
+      const __mmask8 in = _mm512_cmp_pd_mask(fx, zero, _CMP_GE_OQ) & _mm512_cmp_pd_mask(fx, wLim, _CMP_LT_OQ) &
+                          _mm512_cmp_pd_mask(fy, zero, _CMP_GE_OQ) & _mm512_cmp_pd_mask(fy, hLim, _CMP_LT_OQ);
+      if (in != 0xFF) {
+        alignas(64) double fxs[8], fys[8];
+        _mm512_store_pd(fxs, fx);
+        _mm512_store_pd(fys, fy);
+        for (int i = 0; i < 8; i++) warpPixel(src, W, H, fxs[i], fys[i], o + (y + i) * 3);
+        continue;
+      }
+      const __m256i xi = _mm512_cvttpd_epi32(fx), yi = _mm512_cvttpd_epi32(fy);
+      const __m512d tx = _mm512_sub_pd(fx, _mm512_cvtepi32_pd(xi)), ty = _mm512_sub_pd(fy, _mm512_cvtepi32_pd(yi));
+      const __m512d ux = _mm512_sub_pd(one, tx), uy = _mm512_sub_pd(one, ty);
+      const __m512d w00 = _mm512_mul_pd(ux, uy), w01 = _mm512_mul_pd(tx, uy), w10 = _mm512_mul_pd(ux, ty), w11 = _mm512_mul_pd(tx, ty);
+      const __m256i off = _mm256_add_epi32(_mm256_mullo_epi32(yi, rowV), _mm256_mullo_epi32(xi, three));
+      alignas(32) int32_t offs[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(offs), off);
+      const __m512i g0 = rows8(src, offs), g1 = rows8(src + row, offs);
+      __m128i ch[3];
+      for (int c = 0; c < 3; c++) {
+        __m512d s = _mm512_mul_pd(w00, byte8(g0, 8 * c));
+        s = _mm512_add_pd(s, _mm512_mul_pd(w01, byte8(g0, 24 + 8 * c)));
+        s = _mm512_add_pd(s, _mm512_mul_pd(w10, byte8(g1, 8 * c)));
+        s = _mm512_add_pd(s, _mm512_mul_pd(w11, byte8(g1, 24 + 8 * c)));
+        ch[c] = _mm256_cvtepi32_epi8(_mm512_cvttpd_epi32(_mm512_add_pd(s, half)));  // 8 bytes
+      }
+      const __m256i planar = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi64(ch[0], ch[1])), ch[2], 1);
+      _mm256_mask_storeu_epi8(o + y * 3, 0xFFFFFF, _mm256_permutexvar_epi8(interleave, planar));
+    }
+    for (; y < S; y++) warpPixel(src, W, H, ax + v.ib * static_cast<double>(y) + v.ic, dx + v.ie * static_cast<double>(y) + v.iF, o + y * 3);
+  }
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
 #endif
 
-bool detectAvx2() {
+#endif
+
+int detectLevel() {
 #ifdef DFDET_X86_CLONES
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2");
+  if (!__builtin_cpu_supports("avx2")) return kBaseline;
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+                      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vbmi");
+  return avx512 ? kAvx512 : kAvx2;
 #else
-  return false;
+  return kBaseline;
 #endif
 }
 
 void pass(const uint8_t* in, int64_t stride, int64_t len, const Coeffs& c, int64_t from, int64_t n, int64_t base, int32_t* acc, uint8_t* out,
-          bool vector) {
+          int level) {
 #ifdef DFDET_X86_CLONES
-  if (vector && cpuHasAvx2()) return passAvx2(in, stride, len, c, from, n, base, acc, out);
+  if (level >= kAvx2) return passAvx2(in, stride, len, c, from, n, base, acc, out);
 #endif
   passBase(in, stride, len, c, from, n, base, acc, out);
 }
 
-void transpose3(const uint8_t* in, int64_t rows, int64_t cols, uint8_t* out, bool vector) {
+void transpose3(const uint8_t* in, int64_t rows, int64_t cols, uint8_t* out, int level) {
 #ifdef DFDET_X86_CLONES
-  if (vector && cpuHasAvx2()) return transposeAvx2(in, rows, cols, out);
+  if (level >= kAvx2) return transposeAvx2(in, rows, cols, out);
 #endif
   transposeBase(in, rows, cols, out);
 }
 
 }  // namespace
 
-bool cpuHasAvx2() {
-  static const bool avx2 = detectAvx2();
-  return avx2;
+int cpuLevel() {
+  static const int level = detectLevel();
+  return level;
 }
 
 Coeffs pillowCoeffs(int64_t inSize, int64_t outSize, bool bicubic) {
@@ -306,29 +391,30 @@ Coeffs identityCoeffs(int64_t size) {
   return c;
 }
 
-void warpTransposed(const uint8_t* src, int64_t W, int64_t H, const double* m, int64_t S, uint8_t* out, bool vector) {
+void warpTransposed(const uint8_t* src, int64_t W, int64_t H, const double* m, int64_t S, uint8_t* out, int level) {
   const Inverse v(m);
 #ifdef DFDET_X86_CLONES
-  if (vector && cpuHasAvx2()) return warpAvx2(src, W, H, v, S, out);
+  if (level >= kAvx512) return warpAvx512(src, W, H, v, S, out);
+  if (level >= kAvx2) return warpAvx2(src, W, H, v, S, out);
 #endif
   warpScalar(src, W, H, v, S, out);
 }
 
-void transposeRgb(const uint8_t* src, int64_t W, int64_t rowFirst, int64_t rows, uint8_t* out, bool vector) {
-  transpose3(src + rowFirst * W * 3, rows, W, out, vector);
+void transposeRgb(const uint8_t* src, int64_t W, int64_t rowFirst, int64_t rows, uint8_t* out, int level) {
+  transpose3(src + rowFirst * W * 3, rows, W, out, level);
 }
 
 void resizeTransposed(const uint8_t* t, int64_t stride, int64_t rowFirst, int64_t rows, const Coeffs& hz, const Coeffs& vt, int64_t left,
-                      int64_t top, int64_t S, ResizeScratch& s, uint8_t* out, bool vector) {
+                      int64_t top, int64_t S, ResizeScratch& s, uint8_t* out, int level) {
   const int64_t len = rows * 3;
   s.a.resize(S * len);
   s.b.resize(S * len);
   s.acc.resize(std::max(len, S * 3));
   // Pillow's horizontal pass: crop columns left.. of the resized width, as rows of `a`.
-  pass(t, stride, len, hz, left, S, 0, s.acc.data(), s.a.data(), vector);
-  transpose3(s.a.data(), S, rows, s.b.data(), vector);
+  pass(t, stride, len, hz, left, S, 0, s.acc.data(), s.a.data(), level);
+  transpose3(s.a.data(), S, rows, s.b.data(), level);
   // Its vertical pass: rows top.. of the resized height.
-  pass(s.b.data(), S * 3, S * 3, vt, top, S, rowFirst, s.acc.data(), out, vector);
+  pass(s.b.data(), S * 3, S * 3, vt, top, S, rowFirst, s.acc.data(), out, level);
 }
 
 }  // namespace dfdet

@@ -22,12 +22,11 @@ Coeffs pillowCoeffs(int64_t inSize, int64_t outSize, bool bicubic);
 // for 4 pixels: the last store passes the end).
 // Same float64 arithmetic as lib/faces/align.ts warpAffine: the same bytes.
 constexpr int64_t kWarpPad = 4;
-// `vector`: use the AVX2 clone where the CPU has one (false: the baseline code, for tests).
-void warpTransposed(const uint8_t* src, int64_t W, int64_t H, const double* m, int64_t S, uint8_t* out, bool vector = true);
+void warpTransposed(const uint8_t* src, int64_t W, int64_t H, const double* m, int64_t S, uint8_t* out, int level);
 
 // Rows [rowFirst, rowFirst + rows) of the RGB image `src` (W wide), transposed:
 // out[(x * rows + y) * 3 + c] = src pixel (x, rowFirst + y).
-void transposeRgb(const uint8_t* src, int64_t W, int64_t rowFirst, int64_t rows, uint8_t* out, bool vector = true);
+void transposeRgb(const uint8_t* src, int64_t W, int64_t rowFirst, int64_t rows, uint8_t* out, int level);
 
 // Scratch memory of resizeTransposed, reused from crop to crop.
 struct ResizeScratch {
@@ -40,12 +39,14 @@ struct ResizeScratch {
 // the same bytes. The input comes transposed: source column x starts at t + x * stride and holds
 // the source rows [rowFirst, rowFirst + rows) that vt's taps of the crop read. Output: S x S RGB.
 void resizeTransposed(const uint8_t* t, int64_t stride, int64_t rowFirst, int64_t rows, const Coeffs& hz, const Coeffs& vt, int64_t left, int64_t top,
-                      int64_t S, ResizeScratch& s, uint8_t* out, bool vector = true);
+                      int64_t S, ResizeScratch& s, uint8_t* out, int level);
 
 // The coefficient table of a pass that keeps the size (one tap of weight 1: exact).
 Coeffs identityCoeffs(int64_t size);
 
-// Whether this CPU runs the AVX2 clones of the kernels (x86-64 with AVX2; read once).
-bool cpuHasAvx2();
+// The widest clones of the kernels this CPU runs (read once): every kernel takes a `level`, at
+// most this one (lower levels: for tests of every clone on one machine).
+enum : int { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
+int cpuLevel();
 
 }  // namespace dfdet
