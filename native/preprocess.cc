@@ -7,9 +7,9 @@
 // - the resize uses Pillow's 22-bit fixed-point coefficients and integer sums, clipping to uint8
 //   between the horizontal and vertical passes;
 // - normalisation reads a float32 lookup table built as numpy's float32 arithmetic does.
-// On the CPU vectorised loops run crops in parallel (preprocess_cpu.cc, preprocess_kernels.cc,
-// where Pillow's coefficients are computed too); on other devices the same steps run as batched
-// libtorch ops (preprocess_ops.cc).
+// On the CPU vectorised loops run crops in parallel (preprocess_cpu.cc, preprocess_kernels.cc);
+// on other devices the same steps run as batched libtorch ops (preprocess_ops.cc). Both use
+// Pillow's coefficients from pillow_coeffs.cc.
 #include "preprocess.h"
 
 #include "device.h"

@@ -7,6 +7,9 @@
 
 namespace dfdet {
 
+// Pillow's PRECISION_BITS for 8-bit images: coefficients in 2^22 fixed point.
+constexpr int kPrecisionBits = 22;
+
 // Pillow's precompute_coeffs + normalize_coeffs_8bpc for one axis: output i reads count[i]
 // inputs from first[i] with 22-bit fixed-point weights k[i * ksize + j].
 struct Coeffs {
@@ -14,7 +17,7 @@ struct Coeffs {
   std::vector<int64_t> first, count;
   std::vector<int32_t> k;
 };
-Coeffs pillowCoeffs(int64_t inSize, int64_t outSize, bool bicubic);
+Coeffs pillowCoeffs(int64_t inSize, int64_t outSize, bool bicubic);  // pillow_coeffs.cc
 
 // cv2.warpAffine(INTER_LINEAR, BORDER_CONSTANT 0) of the RGB image `src` (W x H) by the
 // image->crop matrix `m` into an S x S crop, written TRANSPOSED: out[(x * S + y) * 3 + c] is
