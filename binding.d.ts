@@ -288,10 +288,12 @@ export interface NativePreprocessRequest {
   /** Where the ops run: 'cpu', 'cuda' or 'cuda:N' (UNSUPPORTED without CUDA). */
   device?: string;
   /**
-   * 'loops' (default on the CPU: C++ loops, crops in parallel) or 'ops' (batched libtorch ops:
-   * always on CUDA devices; on the CPU for tests that check both against the JS reference).
+   * 'loops' (default on the CPU: C++ loops, crops in parallel, the widest vector clones the CPU
+   * runs: AVX-512 or AVX2), 'avx2' (the loops with at most the AVX2 clones), 'baseline' (the loops
+   * without clones) or 'ops' (batched libtorch ops: always on CUDA devices; on the CPU for tests
+   * that check every kernel against the JS reference).
    */
-  kernel?: 'loops' | 'ops';
+  kernel?: 'loops' | 'avx2' | 'baseline' | 'ops';
 }
 
 /**

@@ -7,8 +7,9 @@
 // - the resize uses Pillow's 22-bit fixed-point coefficients and integer sums, clipping to uint8
 //   between the horizontal and vertical passes;
 // - normalisation reads a float32 lookup table built as numpy's float32 arithmetic does.
-// On the CPU plain loops run crops in parallel (preprocess_cpu.cc); on other devices the same
-// steps run as batched libtorch ops (preprocess_ops.cc).
+// On the CPU vectorised loops run crops in parallel (preprocess_cpu.cc, preprocess_kernels.cc);
+// on other devices the same steps run as batched libtorch ops (preprocess_ops.cc). Both use
+// Pillow's coefficients from pillow_coeffs.cc.
 #include "preprocess.h"
 
 #include "device.h"
@@ -18,60 +19,6 @@
 #include <limits>
 
 namespace dfdet {
-
-namespace {
-
-constexpr int kPrecisionBits = 22;
-
-double bicubicFilter(double x) {
-  const double a = -0.5;
-  if (x < 0.0) x = -x;
-  if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
-  if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
-  return 0.0;
-}
-
-double bilinearFilter(double x) {
-  if (x < 0.0) x = -x;
-  return x < 1.0 ? 1.0 - x : 0.0;
-}
-
-}  // namespace
-
-Coeffs pillowCoeffs(int64_t inSize, int64_t outSize, bool bicubic) {
-  const double baseSupport = bicubic ? 2.0 : 1.0;
-  const double scale = static_cast<double>(inSize) / static_cast<double>(outSize);
-  const double filterscale = scale < 1.0 ? 1.0 : scale;
-  const double support = baseSupport * filterscale;
-  const double ss = 1.0 / filterscale;
-  Coeffs c;
-  c.ksize = static_cast<int64_t>(std::ceil(support)) * 2 + 1;
-  c.first.resize(outSize);
-  c.count.resize(outSize);
-  c.k.assign(outSize * c.ksize, 0);
-  std::vector<double> w(c.ksize);
-  for (int64_t xx = 0; xx < outSize; xx++) {
-    const double center = (xx + 0.5) * scale;
-    int64_t xmin = static_cast<int64_t>(center - support + 0.5);
-    if (xmin < 0) xmin = 0;
-    int64_t xmax = static_cast<int64_t>(center + support + 0.5);
-    if (xmax > inSize) xmax = inSize;
-    xmax -= xmin;
-    double ww = 0.0;
-    for (int64_t x = 0; x < xmax; x++) {
-      w[x] = bicubic ? bicubicFilter((x + xmin - center + 0.5) * ss) : bilinearFilter((x + xmin - center + 0.5) * ss);
-      ww += w[x];
-    }
-    for (int64_t x = 0; x < xmax; x++) {
-      const double v = ww != 0.0 ? w[x] / ww : w[x];
-      const double f = v * (1 << kPrecisionBits);
-      c.k[xx * c.ksize + x] = static_cast<int32_t>(v < 0 ? std::trunc(-0.5 + f) : std::trunc(0.5 + f));
-    }
-    c.first[xx] = xmin;
-    c.count[xx] = xmax;
-  }
-  return c;
-}
 
 // numpy's float32 normalisation as a [3 * 256] lookup table (lib/media/transform.ts normLut).
 std::vector<float> normLut(const PreprocessRequest& r) {
@@ -179,7 +126,12 @@ Napi::Value Preprocess(const Napi::CallbackInfo& info) {
     r.bicubic = f == "bicubic";
     Napi::Value dev = o.Get("device");
     r.device = parseDeviceOrThrow(env, dev.IsString() ? dev.As<Napi::String>().Utf8Value() : "cpu");
-    r.useOps = o.Get("kernel").IsString() && o.Get("kernel").As<Napi::String>().Utf8Value() == "ops";
+    Napi::Value kernel = o.Get("kernel");
+    const std::string k = kernel.IsString() ? kernel.As<Napi::String>().Utf8Value() : "loops";
+    if (k != "loops" && k != "avx2" && k != "baseline" && k != "ops")
+      bad(env, "Expected one of 'loops', 'avx2', 'baseline', 'ops' for kernel but received '" + k + "'");
+    r.useOps = k == "ops";
+    r.level = k == "baseline" ? kBaseline : k == "avx2" ? kAvx2 : kAvx512;
   });
 }
 

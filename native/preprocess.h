@@ -2,6 +2,7 @@
 #pragma once
 
 #include "common.h"
+#include "preprocess_kernels.h"
 #include "tensors.h"
 
 #include <vector>
@@ -19,16 +20,8 @@ struct PreprocessRequest {
   bool bicubic = true;
   c10::Device device{at::kCPU};
   bool useOps = false;  // run the libtorch-ops path on the CPU too (tests compare both)
+  int level = kAvx512;  // CPU loops: the widest clones up to this level that the CPU runs
 };
-
-// Pillow's precompute_coeffs + normalize_coeffs_8bpc for one axis: output i reads count[i]
-// inputs from first[i] with 22-bit fixed-point weights k[i * ksize + j].
-struct Coeffs {
-  int64_t ksize = 0;
-  std::vector<int64_t> first, count;
-  std::vector<int32_t> k;
-};
-Coeffs pillowCoeffs(int64_t inSize, int64_t outSize, bool bicubic);
 
 // numpy's float32 normalisation of each uint8 value, [3 * 256] (lib/media/transform.ts normLut).
 std::vector<float> normLut(const PreprocessRequest& r);

@@ -10,8 +10,6 @@ namespace dfdet {
 
 namespace {
 
-constexpr int kPrecisionBits = 22;
-
 // Outputs [from, from + n) of one axis as tensors: `index` [n, ksize] (clamped input positions)
 // and `weight` [n, ksize] (int32, 0 past the window).
 struct Axis {
