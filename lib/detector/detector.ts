@@ -3,7 +3,7 @@
  * HTTP service and the workers. This class holds the models and wires the stages: the input stage
  * (sources.ts), the pipeline (run.ts), the aggregation (aggregate.ts) and the lifecycle (stream.ts).
  */
-import { Batcher } from '../batcher';
+import { Batcher, type BatchEvent } from '../batcher';
 import { METADATA_FILE, readDetectorMetadata, type DetectorMetadata } from '../detector-model/metadata';
 import { DfdetError } from '../errors';
 import { loadFaceDetector } from '../faces/blazeface';
@@ -40,6 +40,8 @@ export class Detector {
   readonly #score: Batcher;
   #embed: Batcher | undefined;
   readonly #life = new Lifecycle();
+  /** Streams waiting for room in the model's queue (woken whenever a batch takes faces from it). */
+  readonly #queueWatchers = new Set<() => void>();
   #inputs = 0;
   #failed = 0;
   #warmupMs: number | null = null;
@@ -63,7 +65,10 @@ export class Detector {
     };
     this.#ctx = { faceModel, options: opts, input: this.metadata.input, preprocess: 'native', device: opts.device, disposing: this.#life.disposing };
     const size = this.metadata.input.size;
-    this.#score = new Batcher(model, 'forward', [3, size, size], { maxBatch: opts.batchSize, maxWaitMs: opts.maxWaitMs });
+    const onBatch = (e: BatchEvent): void => {
+      if (e.phase === 'start') for (const wake of this.#queueWatchers) wake();
+    };
+    this.#score = new Batcher(model, 'forward', [3, size, size], { maxBatch: opts.batchSize, maxWaitMs: opts.maxWaitMs, onBatch });
   }
 
   /**
@@ -156,11 +161,17 @@ export class Detector {
       lifecycle: this.#life,
       limit: this.#opts.concurrency,
       facesAhead: 2 * this.#opts.batchSize,
+      queuedFaces: () => this.#score.queued,
+      watchQueue: (wake) => {
+        this.#queueWatchers.add(wake);
+        return () => this.#queueWatchers.delete(wake);
+      },
       signal: call.signal,
       external,
       sourcesOf: (input, index) => sourcesOf(input, index, call.signal, this.#life.disposing),
       analyze: (source, index, prepared) => this.#analyze(source, index, call, prepared),
       drain: () => this.#score.drain(),
+      holdQueue: () => this.#score.hold(),
     });
   }
 
@@ -212,7 +223,7 @@ export class Detector {
     );
   }
 
-  async #analyze(source: MediaSource | FailedSource, index: number, call: Call, prepared?: (faces: number) => void): Promise<DetectResult> {
+  async #analyze(source: MediaSource | FailedSource, index: number, call: Call, prepared?: () => void): Promise<DetectResult> {
     const t0 = performance.now();
     const base = { index, source: source.name, threshold: call.threshold, model: this.identity, faces: [], noFace: false };
     this.#inputs++;

@@ -201,7 +201,8 @@ export function checkModelOutput(rows: readonly Float32Array[], method: string):
 
 /**
  * Runs the whole pipeline on one input: {@link prepareFaces}, then one batcher item per face.
- * `onPrepared` hears how many faces went to the batcher (the stream then starts the next input).
+ * `onPrepared` hears how many faces went to the batcher, once they are queued (the stream then
+ * decides whether to start the next input).
  */
 export async function runPipeline(
   source: MediaSource,
@@ -214,12 +215,14 @@ export async function runPipeline(
 ): Promise<PipelineOutput> {
   const prepared = await prepareFaces(source, ctx, settings, signal);
   const t0 = performance.now();
-  onPrepared?.(prepared.faces.length);
   const item = prepared.tensor.data.length / Math.max(1, prepared.faces.length);
-  const rows = await batcher.submitAll(
+  const scored = batcher.submitAll(
     prepared.faces.map((_, i) => prepared.tensor.data.subarray(i * item, (i + 1) * item)),
     signal,
   );
+  // The faces are queued now: the stream sees them when it decides whether to decode more.
+  onPrepared?.(prepared.faces.length);
+  const rows = await scored;
   checkModelOutput(rows, method);
   const { decodeMs, facesMs, transformMs } = prepared.timings;
   return { prepared, rows, timings: { decodeMs, facesMs, scoreMs: transformMs + performance.now() - t0 } };
