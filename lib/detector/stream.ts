@@ -159,13 +159,20 @@ export async function* streamResults(inputs: AsyncIterable<DetectInput> | Iterab
   let release: (() => void) | undefined;
   // True once the stream resumed after dispose(): it starts no more work.
   let cut = false;
+  // While the stream is taking inputs it holds the model's queue too: more faces are coming, so no
+  // partial batch leaves on the maxWaitMs timer. Not while it waits for an async iterable's next
+  // input or its consumer (the points where it lets go of the lifecycle).
+  let unhold: (() => void) | undefined;
   const acquire = (): void => {
     release ??= lifecycle.hold();
     if (external && !release) cut = true;
+    unhold ??= ctx.holdQueue();
   };
   const letGo = (): void => {
     release?.();
     release = undefined;
+    unhold?.();
+    unhold = undefined;
   };
   acquire();
   // An array's inputs cost nothing to take, so each gets a result even after an abort.

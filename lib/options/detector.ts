@@ -29,7 +29,12 @@ export interface DetectorOptions {
   threads?: number;
   /** Largest model batch (faces), an integer from 1 to 1024. Default 8. */
   batchSize?: number;
-  /** Longest a face waits for a fuller batch, ms (0 to 60000). Default 5. */
+  /**
+   * Longest a face waits for a fuller batch, ms (0 to 60000). Default 5. In detect([...]) and
+   * detectStream a partial batch also waits while the call is still taking or decoding inputs
+   * (their faces fill it); the wait applies once none is left, or while the stream waits for its
+   * consumer or for an async iterable's next input.
+   */
   maxWaitMs?: number;
   /** 'detect' finds faces (default); 'none' scores whole images/frames as already-cropped faces. */
   faces?: 'detect' | 'none';
