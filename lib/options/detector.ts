@@ -74,9 +74,9 @@ export interface DetectorOptions {
   /** Videos: most bytes of decoded frames held for one video (then it is scored partially): a positive integer or Infinity. Default 1 GiB. */
   maxVideoBytes?: number;
   /**
-   * Inputs decoded and cropped at once by detect([...]) and detectStream, 1 to 256. Default 4. More
-   * inputs wait for the model while these decode (up to 2 x batchSize faces), so batches fill
-   * even with one face per input.
+   * Inputs decoded and cropped at once by detect([...]) and detectStream, 1 to 256. Default 4. They
+   * start while fewer than 2 x batchSize faces wait in the model's queue, so the next inputs decode
+   * while the model runs and batches fill even with one face per input.
    */
   concurrency?: number;
   /**
