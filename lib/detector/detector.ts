@@ -3,15 +3,17 @@
  * HTTP service and the workers. This class holds the models and wires the stages: the input stage
  * (sources.ts), the pipeline (run.ts), the aggregation (aggregate.ts) and the lifecycle (stream.ts).
  */
+import * as os from 'node:os';
+
 import { Batcher, type BatchEvent } from '../batcher';
 import { METADATA_FILE, readDetectorMetadata, type DetectorMetadata } from '../detector-model/metadata';
 import { DfdetError } from '../errors';
-import { loadFaceDetector } from '../faces/blazeface';
 import type { DetectInput, MediaSource } from '../inputs';
 import { Model } from '../model';
 import { type CallSettings, type DetectCallOptions, type DetectorOptions, resolveCallOptions, resolveDetectorOptions, type ResolvedDetectorOptions } from '../options/detector';
 import { resolveModel } from '../resolve-model';
 import { aggregate, softmaxFake } from './aggregate';
+import { FaceModelPool } from './face-pool';
 import { type PipelineContext, type PreparedFaces, prepareFaces, runPipeline, unitVector, warmUp } from './run';
 import { type FailedSource, inputName, sourcesOf, toResultError } from './sources';
 import { Lifecycle, streamResults } from './stream';
@@ -34,7 +36,7 @@ function pathOf(input: DetectInput): string | undefined {
 /** Scores images and videos for deepfaked faces. Create with {@link Detector.create}. */
 export class Detector {
   readonly #model: Model;
-  readonly #faceModel: Model | undefined;
+  readonly #faceModel: FaceModelPool | undefined;
   readonly #opts: ResolvedDetectorOptions;
   readonly #ctx: PipelineContext;
   readonly #score: Batcher;
@@ -50,7 +52,7 @@ export class Detector {
   /** Identity reported in every result (see {@link ModelIdentity} for the name). */
   readonly identity: ModelIdentity;
 
-  private constructor(model: Model, faceModel: Model | undefined, name: string, opts: ResolvedDetectorOptions) {
+  private constructor(model: Model, faceModel: FaceModelPool | undefined, name: string, opts: ResolvedDetectorOptions) {
     this.#model = model;
     this.#faceModel = faceModel;
     this.#opts = opts;
@@ -80,12 +82,13 @@ export class Detector {
     const opts = resolveDetectorOptions(options);
     const { source, name } = await resolveModel(opts.model, opts.cacheDir);
     const model = await Model.load(source, { device: opts.device, dtype: opts.dtype, threads: opts.threads, extraFiles: [METADATA_FILE] });
-    let faceModel: Model | undefined;
+    let faceModel: FaceModelPool | undefined;
     try {
       if (!model.info.methods.includes('forward')) throw new DfdetError('MODEL_LOAD_FAILED', `${name} has no forward method: not a detector model`);
-      if (opts.faces === 'detect') faceModel = await loadFaceDetector({ device: opts.device });
+      // One face model per input prepared at once, up to the cores: see face-pool.ts.
+      if (opts.faces === 'detect') faceModel = await FaceModelPool.load(Math.min(opts.concurrency, os.availableParallelism()), opts.device);
       const d = new Detector(model, faceModel, name, opts);
-      if (opts.warmup) d.#warmupMs = await warmUp(model, faceModel, d.metadata.input);
+      if (opts.warmup) d.#warmupMs = await warmUp(model, faceModel?.models ?? [], d.metadata.input);
       return d;
     } catch (e) {
       await Promise.all([model.dispose(), faceModel?.dispose()]);
