@@ -76,6 +76,8 @@ export class Batcher {
   #closed = false;
   /** Queued items that leave without waiting for company (see {@link drain}). */
   #drainCount = 0;
+  /** Callers that know more items are coming (see {@link hold}). */
+  #holds = 0;
   #idle: (() => void)[] = [];
   readonly stats: BatchStats = { batches: 0, items: 0, sizes: {}, modelMs: 0 };
 
@@ -176,12 +178,33 @@ export class Batcher {
     this.#schedule();
   }
 
+  /**
+   * More items are coming soon (a stream's inputs are being decoded): until the returned function
+   * is called, a batch leaves only full (or drained), not when `maxWaitMs` is up, so a stream
+   * ramping up does not send batches of 1, 3, 4 before its full ones. The caller must release it
+   * once nothing more is on its way (it never waits for the batcher meanwhile).
+   */
+  hold(): () => void {
+    this.#holds++;
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.#holds--;
+      this.#schedule();
+    };
+  }
+
   #schedule(): void {
     if (this.#running) return; // the running batch's completion schedules the next one
     if (this.#queued >= this.#maxBatch || (this.#drainCount > 0 && this.#queued > 0)) {
       this.#flush();
-    } else if (this.#queued > 0 && !this.#timer) {
-      this.#timer = setTimeout(() => this.#flush(), this.#maxWaitMs);
+    } else if (this.#queued > 0 && !this.#timer && this.#holds === 0) {
+      this.#timer = setTimeout(() => {
+        this.#timer = undefined;
+        // Held meanwhile: the release schedules it again.
+        if (this.#holds === 0) this.#flush();
+      }, this.#maxWaitMs);
     }
   }
 

@@ -131,4 +131,32 @@ describe('Batcher', () => {
     expect(b.stats.batches).toBe(10);
     await b.close();
   });
+  it('hold(): items wait for a full batch past maxWaitMs until released, then the rest leaves', async () => {
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    // Without a hold, items that wait longer than maxWaitMs leave in a partial batch.
+    const free = new Batcher(model, 'forward', ITEM, { maxBatch: 4, maxWaitMs: 0 });
+    const a = free.submitAll([item(0), item(0.1), item(0.2)]);
+    await sleep(20);
+    await Promise.all([a, free.submitAll([item(0.3), item(0.4), item(0.5), item(0.6), item(0.7)])]);
+    expect(free.stats.sizes).toEqual({ 3: 1, 4: 1, 1: 1 });
+    await free.close();
+    // Held (a stream still decoding inputs): the same arrivals make full batches.
+    const b = new Batcher(model, 'forward', ITEM, { maxBatch: 4, maxWaitMs: 0 });
+    const release = b.hold();
+    const first = b.submitAll([item(0), item(0.1), item(0.2)]);
+    await sleep(20);
+    expect(b.stats.batches).toBe(0);
+    const second = b.submitAll([0.3, 0.4, 0.5, 0.6, 0.7, 0.8].map(item));
+    // Round robin: the first caller's last item rides in the second batch.
+    await first;
+    await sleep(20);
+    expect(b.stats.sizes).toEqual({ 4: 2 });
+    expect(b.queued).toBe(1);
+    // The remainder leaves once released (after maxWaitMs, as usual); a second release is a no-op.
+    release();
+    release();
+    await second;
+    expect(b.stats.sizes).toEqual({ 4: 2, 1: 1 });
+    await b.close();
+  });
 });

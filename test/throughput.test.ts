@@ -17,6 +17,7 @@ import { resolveDType } from '../lib/model-options';
 import { native } from '../lib/native';
 import { cpuFeatures, parseCpuInfo } from '../lib/runtime/cpu';
 import { debianPhotos } from './helpers/cli';
+import { ffmpeg, haveFfmpeg } from './helpers/ffmpeg';
 import { expectDfdetError } from './helpers/errors';
 
 const photos = debianPhotos();
@@ -167,6 +168,29 @@ describe.skipIf(!havePhotos)('batches that fill', () => {
       // Every batch is full except at most the last one.
       expect(full).toBe(Math.floor(faces / 4));
       expect(Object.values(sizes).reduce((a, b) => a + b, 0)).toBe(Math.ceil(faces / 4));
+    } finally {
+      await d.dispose();
+    }
+  });
+});
+
+describe.skipIf(!havePhotos || !haveFfmpeg)('batches that fill with videos', () => {
+  it('sends only full batches at maxWaitMs 0 while the stream still has videos to decode', async () => {
+    // 6 frames per video in batches of 4: each video leaves a remainder of 2 faces that must wait
+    // for the next video's faces instead of leaving alone once maxWaitMs is up. With concurrency 1
+    // the next video starts decoding as soon as a batch takes faces from the queue.
+    const video = path.join(dir, 'clip.mp4');
+    ffmpeg('-loop', '1', '-i', PHOTOS[0]!, '-t', '1', '-r', '12', '-vf', 'scale=320:-2', '-pix_fmt', 'yuv420p', video);
+    const d = await Detector.create({ model: tiny, faces: 'none', warmup: false, batchSize: 4, concurrency: 1, maxWaitMs: 0, frames: 6 });
+    try {
+      const results = await d.detect([video, video, video]);
+      expect(results.map((r) => [r.error, r.faces.length])).toEqual([
+        [undefined, 6],
+        [undefined, 6],
+        [undefined, 6],
+      ]);
+      // 18 faces: four full batches and the remainder at the end of the stream.
+      expect(d.stats.sizes).toEqual({ 4: 4, 2: 1 });
     } finally {
       await d.dispose();
     }

@@ -3,15 +3,17 @@
  * HTTP service and the workers. This class holds the models and wires the stages: the input stage
  * (sources.ts), the pipeline (run.ts), the aggregation (aggregate.ts) and the lifecycle (stream.ts).
  */
-import { Batcher } from '../batcher';
+import * as os from 'node:os';
+
+import { Batcher, type BatchEvent } from '../batcher';
 import { METADATA_FILE, readDetectorMetadata, type DetectorMetadata } from '../detector-model/metadata';
 import { DfdetError } from '../errors';
-import { loadFaceDetector } from '../faces/blazeface';
 import type { DetectInput, MediaSource } from '../inputs';
 import { Model } from '../model';
 import { type CallSettings, type DetectCallOptions, type DetectorOptions, resolveCallOptions, resolveDetectorOptions, type ResolvedDetectorOptions } from '../options/detector';
 import { resolveModel } from '../resolve-model';
 import { aggregate, softmaxFake } from './aggregate';
+import { FaceModelPool } from './face-pool';
 import { type PipelineContext, type PreparedFaces, prepareFaces, runPipeline, unitVector, warmUp } from './run';
 import { type FailedSource, inputName, sourcesOf, toResultError } from './sources';
 import { Lifecycle, streamResults } from './stream';
@@ -34,12 +36,14 @@ function pathOf(input: DetectInput): string | undefined {
 /** Scores images and videos for deepfaked faces. Create with {@link Detector.create}. */
 export class Detector {
   readonly #model: Model;
-  readonly #faceModel: Model | undefined;
+  readonly #faceModel: FaceModelPool | undefined;
   readonly #opts: ResolvedDetectorOptions;
   readonly #ctx: PipelineContext;
   readonly #score: Batcher;
   #embed: Batcher | undefined;
   readonly #life = new Lifecycle();
+  /** Streams waiting for room in the model's queue (woken whenever a batch takes faces from it). */
+  readonly #queueWatchers = new Set<() => void>();
   #inputs = 0;
   #failed = 0;
   #warmupMs: number | null = null;
@@ -48,7 +52,7 @@ export class Detector {
   /** Identity reported in every result (see {@link ModelIdentity} for the name). */
   readonly identity: ModelIdentity;
 
-  private constructor(model: Model, faceModel: Model | undefined, name: string, opts: ResolvedDetectorOptions) {
+  private constructor(model: Model, faceModel: FaceModelPool | undefined, name: string, opts: ResolvedDetectorOptions) {
     this.#model = model;
     this.#faceModel = faceModel;
     this.#opts = opts;
@@ -63,7 +67,10 @@ export class Detector {
     };
     this.#ctx = { faceModel, options: opts, input: this.metadata.input, preprocess: 'native', device: opts.device, disposing: this.#life.disposing };
     const size = this.metadata.input.size;
-    this.#score = new Batcher(model, 'forward', [3, size, size], { maxBatch: opts.batchSize, maxWaitMs: opts.maxWaitMs });
+    const onBatch = (e: BatchEvent): void => {
+      if (e.phase === 'start') for (const wake of this.#queueWatchers) wake();
+    };
+    this.#score = new Batcher(model, 'forward', [3, size, size], { maxBatch: opts.batchSize, maxWaitMs: opts.maxWaitMs, onBatch });
   }
 
   /**
@@ -75,12 +82,13 @@ export class Detector {
     const opts = resolveDetectorOptions(options);
     const { source, name } = await resolveModel(opts.model, opts.cacheDir);
     const model = await Model.load(source, { device: opts.device, dtype: opts.dtype, threads: opts.threads, extraFiles: [METADATA_FILE] });
-    let faceModel: Model | undefined;
+    let faceModel: FaceModelPool | undefined;
     try {
       if (!model.info.methods.includes('forward')) throw new DfdetError('MODEL_LOAD_FAILED', `${name} has no forward method: not a detector model`);
-      if (opts.faces === 'detect') faceModel = await loadFaceDetector({ device: opts.device });
+      // One face model per input prepared at once, up to the cores: see face-pool.ts.
+      if (opts.faces === 'detect') faceModel = await FaceModelPool.load(Math.min(opts.concurrency, os.availableParallelism()), opts.device);
       const d = new Detector(model, faceModel, name, opts);
-      if (opts.warmup) d.#warmupMs = await warmUp(model, faceModel, d.metadata.input);
+      if (opts.warmup) d.#warmupMs = await warmUp(model, faceModel?.models ?? [], d.metadata.input);
       return d;
     } catch (e) {
       await Promise.all([model.dispose(), faceModel?.dispose()]);
@@ -156,11 +164,17 @@ export class Detector {
       lifecycle: this.#life,
       limit: this.#opts.concurrency,
       facesAhead: 2 * this.#opts.batchSize,
+      queuedFaces: () => this.#score.queued,
+      watchQueue: (wake) => {
+        this.#queueWatchers.add(wake);
+        return () => this.#queueWatchers.delete(wake);
+      },
       signal: call.signal,
       external,
       sourcesOf: (input, index) => sourcesOf(input, index, call.signal, this.#life.disposing),
       analyze: (source, index, prepared) => this.#analyze(source, index, call, prepared),
       drain: () => this.#score.drain(),
+      holdQueue: () => this.#score.hold(),
     });
   }
 
@@ -212,7 +226,7 @@ export class Detector {
     );
   }
 
-  async #analyze(source: MediaSource | FailedSource, index: number, call: Call, prepared?: (faces: number) => void): Promise<DetectResult> {
+  async #analyze(source: MediaSource | FailedSource, index: number, call: Call, prepared?: () => void): Promise<DetectResult> {
     const t0 = performance.now();
     const base = { index, source: source.name, threshold: call.threshold, model: this.identity, faces: [], noFace: false };
     this.#inputs++;

@@ -9,7 +9,7 @@ import type { Batcher } from '../batcher';
 import type { DetectorMetadata } from '../detector-model/metadata';
 import { DfdetError } from '../errors';
 import { cropMatrix, warpAffine } from '../faces/align';
-import { detectFaces } from '../faces/blazeface';
+import { detectFaces, type TensorRunner } from '../faces/blazeface';
 import type { Face } from '../faces/types';
 import { mainTrack, trackFaces, type FaceTrack } from '../faces/track';
 import type { MediaSource } from '../inputs';
@@ -20,11 +20,15 @@ import type { Model } from '../model';
 import { type CropSpec, preprocessBatch } from '../preprocess/native';
 import type { ResolvedDetectorOptions } from '../options/detector';
 import type { FrameMeta } from './aggregate';
+import { FaceModelPool } from './face-pool';
 import type { FaceGeometry } from './types';
 
-/** What the pipeline runs with: the face detector (none with `faces: 'none'`), options, model input. */
+/**
+ * What the pipeline runs with: the face detector (none with `faces: 'none'`; a Model, or the
+ * detector's pool of them), options, model input.
+ */
 export interface PipelineContext {
-  faceModel: Model | undefined;
+  faceModel: TensorRunner | FaceModelPool | undefined;
   options: Pick<
     ResolvedDetectorOptions,
     'crop' | 'cropScale' | 'cropSize' | 'maxFrames' | 'videoTimeoutMs' | 'maxPixels' | 'maxFrameSide' | 'maxVideoBytes' | 'faceThreshold' | 'minFaceSize' | 'batchSize'
@@ -109,6 +113,8 @@ export async function prepareFaces(source: MediaSource, ctx: PipelineContext, se
   throwIfAborted(signal);
   // A video stream is spooled by the decoder (sniffed, not read, by the input stage).
   const input = source.path ?? source.bytes ?? source.stream!;
+  // The pool serves inputs in the order they started (see face-pool.ts).
+  const faceModel = ctx.faceModel instanceof FaceModelPool ? ctx.faceModel.lane() : ctx.faceModel;
   const t0 = performance.now();
   let images: RgbImage[];
   let frames: FrameMeta[];
@@ -147,11 +153,11 @@ export async function prepareFaces(source: MediaSource, ctx: PipelineContext, se
     specs.push({ image: frame, matrix: cropMatrix(f, cropOpts) });
     faces.push({ face: faceGeometry(f, toSource, track), frame });
   };
-  if (ctx.faceModel) {
+  if (faceModel) {
     // minFaceSize is in source pixels; frames may arrive scaled down by toSource. It also decides
     // whether frames are searched in tiles as well (lib/faces/tiles.ts). BlazeFace batches its own
     // inputs (the detector's batchSize is the CLIP model's).
-    const found = await detectFaces(ctx.faceModel, images, { scoreThreshold: o.faceThreshold, minFaceSize: o.minFaceSize / toSource });
+    const found = await detectFaces(faceModel, images, { scoreThreshold: o.faceThreshold, minFaceSize: o.minFaceSize / toSource });
     throwIfAborted(signal);
     if (source.kind === 'video') {
       tracks = trackFaces(found);
@@ -201,7 +207,8 @@ export function checkModelOutput(rows: readonly Float32Array[], method: string):
 
 /**
  * Runs the whole pipeline on one input: {@link prepareFaces}, then one batcher item per face.
- * `onPrepared` hears how many faces went to the batcher (the stream then starts the next input).
+ * `onPrepared` hears how many faces went to the batcher, once they are queued (the stream then
+ * decides whether to start the next input).
  */
 export async function runPipeline(
   source: MediaSource,
@@ -214,12 +221,14 @@ export async function runPipeline(
 ): Promise<PipelineOutput> {
   const prepared = await prepareFaces(source, ctx, settings, signal);
   const t0 = performance.now();
-  onPrepared?.(prepared.faces.length);
   const item = prepared.tensor.data.length / Math.max(1, prepared.faces.length);
-  const rows = await batcher.submitAll(
+  const scored = batcher.submitAll(
     prepared.faces.map((_, i) => prepared.tensor.data.subarray(i * item, (i + 1) * item)),
     signal,
   );
+  // The faces are queued now: the stream sees them when it decides whether to decode more.
+  onPrepared?.(prepared.faces.length);
+  const rows = await scored;
   checkModelOutput(rows, method);
   const { decodeMs, facesMs, transformMs } = prepared.timings;
   return { prepared, rows, timings: { decodeMs, facesMs, scoreMs: transformMs + performance.now() - t0 } };
@@ -235,13 +244,14 @@ export function unitVector(v: Float32Array): Float32Array {
 
 /**
  * One run of each model, so that the first real input is not the slow one (libtorch allocates and
- * optimises on its first run): the detector on one blank crop, the face detector on one blank frame.
+ * optimises on its first run): the detector on one blank crop, each face model on one blank frame.
  * Returns the milliseconds spent.
  */
-export async function warmUp(model: Model, faceModel: Model | undefined, input: DetectorMetadata['input']): Promise<number> {
+export async function warmUp(model: Model, faceModels: readonly TensorRunner[], input: DetectorMetadata['input']): Promise<number> {
   const t0 = performance.now();
   const s = input.size;
   await model.run('forward', [{ data: new Float32Array(3 * s * s), shape: [1, 3, s, s], dtype: 'float32' }]);
-  if (faceModel) await detectFaces(faceModel, [{ data: new Uint8Array(256 * 256 * 3), width: 256, height: 256 }]);
+  const blank = { data: new Uint8Array(256 * 256 * 3), width: 256, height: 256 };
+  await Promise.all(faceModels.map((m) => detectFaces(m, [blank])));
   return performance.now() - t0;
 }

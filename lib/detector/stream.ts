@@ -64,11 +64,17 @@ export interface StreamContext {
   /** Inputs being decoded and cropped at once (`concurrency`). */
   limit: number;
   /**
-   * Faces kept in flight: prepared inputs wait for the model while the next ones decode, until this
-   * many of their faces wait (2 x batchSize fills a batch while the previous one runs). Memory
-   * stays bounded: at most `limit` inputs decoding plus the inputs holding these faces.
+   * Faces kept queued for the model: more inputs start decoding while fewer than this many faces
+   * wait for a batch (2 x batchSize fills the next batch while one runs). Faces already in a running
+   * batch do not count, so a video whose faces outnumber this does not stop the next inputs from
+   * decoding while its own batches run. Memory stays bounded: at most `limit` inputs decoding, the
+   * inputs holding the queued faces and those of the running batch.
    */
   facesAhead: number;
+  /** Faces handed to the model and not yet taken into a batch (by any caller). */
+  queuedFaces(): number;
+  /** Calls `wake` whenever a batch takes faces from the queue; returns the unsubscribe function. */
+  watchQueue(wake: () => void): () => void;
   signal: AbortSignal | undefined;
   /**
    * The consumer is the caller's code, which may pause at a yield for as long as it likes: the
@@ -79,53 +85,73 @@ export interface StreamContext {
   /** The input stage (folders expand to several sources). */
   sourcesOf(input: DetectInput, index: number): Promise<(MediaSource | FailedSource)[]>;
   /**
-   * Scores one source (never rejects: errors are results). Calls `prepared(faces)` once its faces
-   * are cropped and handed to the model, so the stream can start decoding the next input.
+   * Scores one source (never rejects: errors are results). Calls `prepared()` once its faces are
+   * cropped and handed to the model, so the stream can start decoding the next input.
    */
-  analyze(source: MediaSource | FailedSource, index: number, prepared: (faces: number) => void): Promise<DetectResult>;
+  analyze(source: MediaSource | FailedSource, index: number, prepared: () => void): Promise<DetectResult>;
   /** Nothing more comes from this stream until a result is out: run the faces queued now. */
   drain(): void;
+  /** More faces are on their way (inputs decoding): partial batches wait until the release. */
+  holdQueue(): () => void;
 }
 
-/** Counts of the inputs in flight: those decoding, and the faces of those waiting for the model. */
+/**
+ * The inputs in flight: how many are decoding; `changed` settles when one is prepared or the model
+ * queue moved. While any is decoding it holds the model's queue (more faces are on their way: no
+ * partial batch leaves on the `maxWaitMs` timer).
+ */
 class Flow {
   preparing = 0;
-  waitingFaces = 0;
-  readonly #faces = new Map<number, number>();
+  readonly #prepared = new Set<number>();
+  readonly #hold: () => () => void;
+  #release: (() => void) | undefined;
   #wake: () => void = () => undefined;
-  /** Settles at the next change (an input prepared). */
+  /** Settles at the next change (an input prepared, a batch taken from the queue). */
   changed: Promise<void> = this.#next();
+
+  constructor(hold: () => () => void) {
+    this.#hold = hold;
+  }
 
   #next(): Promise<void> {
     return (this.changed = new Promise<void>((r) => (this.#wake = r)));
   }
 
-  started(): void {
-    this.preparing++;
-  }
-
-  prepared(id: number, faces: number): void {
-    if (this.#faces.has(id)) return;
-    this.#faces.set(id, faces);
-    this.preparing--;
-    this.waitingFaces += faces;
+  /** Something changed: wakes the stream waiting on `changed`. */
+  poke(): void {
     const wake = this.#wake;
     this.#next();
     wake();
   }
 
+  started(): void {
+    if (this.preparing++ === 0) this.#release = this.#hold();
+  }
+
+  #stopped(): void {
+    if (--this.preparing > 0) return;
+    this.#release?.();
+    this.#release = undefined;
+  }
+
+  /** The input's faces are queued for the model. */
+  prepared(id: number): void {
+    if (this.#prepared.has(id)) return;
+    this.#prepared.add(id);
+    this.#stopped();
+    this.poke();
+  }
+
+  /** The input's result is out (called as soon as it settles, whether or not anyone reads it). */
   finished(id: number): void {
-    const faces = this.#faces.get(id);
-    if (faces === undefined) this.preparing--;
-    else this.waitingFaces -= faces;
-    this.#faces.delete(id);
+    if (!this.#prepared.delete(id)) this.#stopped();
   }
 }
 
 /**
  * The core of detect([...]) and detectStream: at most `limit` inputs decode at once, and more start
- * while fewer than `facesAhead` faces wait for the model, so batches fill whatever the mix of
- * inputs; results as they finish. Once aborted (or disposed, for an external stream) no further
+ * while fewer than `facesAhead` faces wait in the model's queue, so batches fill whatever the mix
+ * of inputs and the next inputs decode while the model runs; results as they finish. Once aborted (or disposed, for an external stream) no further
  * input is taken from an iterable, and every input taken gets a result; an array's inputs all get one.
  */
 export async function* streamResults(inputs: AsyncIterable<DetectInput> | Iterable<DetectInput>, ctx: StreamContext): AsyncGenerator<DetectResult> {
@@ -133,13 +159,20 @@ export async function* streamResults(inputs: AsyncIterable<DetectInput> | Iterab
   let release: (() => void) | undefined;
   // True once the stream resumed after dispose(): it starts no more work.
   let cut = false;
+  // While the stream is taking inputs it holds the model's queue too: more faces are coming, so no
+  // partial batch leaves on the maxWaitMs timer. Not while it waits for an async iterable's next
+  // input or its consumer (the points where it lets go of the lifecycle).
+  let unhold: (() => void) | undefined;
   const acquire = (): void => {
     release ??= lifecycle.hold();
     if (external && !release) cut = true;
+    unhold ??= ctx.holdQueue();
   };
   const letGo = (): void => {
     release?.();
     release = undefined;
+    unhold?.();
+    unhold = undefined;
   };
   acquire();
   // An array's inputs cost nothing to take, so each gets a result even after an abort.
@@ -147,16 +180,18 @@ export async function* streamResults(inputs: AsyncIterable<DetectInput> | Iterab
   const isAsync = Symbol.asyncIterator in Object(inputs);
   const it = isAsync ? (inputs as AsyncIterable<DetectInput>)[Symbol.asyncIterator]() : (inputs as Iterable<DetectInput>)[Symbol.iterator]();
   const running = new Map<number, Promise<{ id: number; result: DetectResult }>>();
-  const flow = new Flow();
-  const room = (): boolean => flow.preparing < ctx.limit && flow.waitingFaces < ctx.facesAhead;
+  const flow = new Flow(() => ctx.holdQueue());
+  const room = (): boolean => flow.preparing < ctx.limit && ctx.queuedFaces() < ctx.facesAhead;
+  const unwatch = ctx.watchQueue(() => flow.poke());
   /** Waits for an input to be prepared or to finish; returns the finished one's result. */
+  let taking = true;
   const step = async (): Promise<DetectResult | undefined> => {
-    // No input decoding: nothing joins the queued faces until a result is out.
-    if (flow.preparing === 0) ctx.drain();
+    // Every input taken and none decoding: nothing more joins the queued faces. (While inputs are
+    // still to be taken, the stream waits for a batch to leave and then tops the queue up.)
+    if (!taking && flow.preparing === 0) ctx.drain();
     const done = await Promise.race([flow.changed, ...running.values()]);
     if (!done) return undefined;
     running.delete(done.id);
-    flow.finished(done.id);
     return done.result;
   };
   let index = 0;
@@ -197,13 +232,20 @@ export async function* streamResults(inputs: AsyncIterable<DetectInput> | Iterab
         const myIndex = index++;
         const source = cut && !('error' in s) ? { name: s.name, error: stopError('DISPOSED') } : s;
         flow.started();
-        const work = ctx.analyze(source, myIndex, (faces) => flow.prepared(myId, faces));
-        running.set(myId, lifecycle.track(work).then((result) => ({ id: myId, result })));
+        const work = ctx.analyze(source, myIndex, () => flow.prepared(myId));
+        const settled = work.then((result) => {
+          flow.finished(myId);
+          return { id: myId, result };
+        });
+        running.set(myId, lifecycle.track(settled));
       }
       // Take no further input once aborted or disposed (an array's inputs still get their results).
       if (!finishAll && (signal?.aborted || (external && lifecycle.disposed))) break;
     }
   } finally {
+    // Every input is started: only their own progress wakes the stream from here on.
+    taking = false;
+    unwatch();
     letGo();
     if (!finished) await it.return?.();
   }

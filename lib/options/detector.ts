@@ -29,7 +29,12 @@ export interface DetectorOptions {
   threads?: number;
   /** Largest model batch (faces), an integer from 1 to 1024. Default 8. */
   batchSize?: number;
-  /** Longest a face waits for a fuller batch, ms (0 to 60000). Default 5. */
+  /**
+   * Longest a face waits for a fuller batch, ms (0 to 60000). Default 5. In detect([...]) and
+   * detectStream a partial batch also waits while the call is still taking or decoding inputs
+   * (their faces fill it); the wait applies once none is left, or while the stream waits for its
+   * consumer or for an async iterable's next input.
+   */
   maxWaitMs?: number;
   /** 'detect' finds faces (default); 'none' scores whole images/frames as already-cropped faces. */
   faces?: 'detect' | 'none';
@@ -70,9 +75,9 @@ export interface DetectorOptions {
   /** Videos: most bytes of decoded frames held for one video (then it is scored partially): a positive integer or Infinity. Default 1 GiB. */
   maxVideoBytes?: number;
   /**
-   * Inputs decoded and cropped at once by detect([...]) and detectStream, 1 to 256. Default 4. More
-   * inputs wait for the model while these decode (up to 2 x batchSize faces), so batches fill
-   * even with one face per input.
+   * Inputs decoded and cropped at once by detect([...]) and detectStream, 1 to 256. Default 4. They
+   * start while fewer than 2 x batchSize faces wait in the model's queue, so the next inputs decode
+   * while the model runs and batches fill even with one face per input.
    */
   concurrency?: number;
   /**
