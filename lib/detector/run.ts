@@ -155,7 +155,7 @@ export async function prepareFaces(source: MediaSource, ctx: PipelineContext, se
   };
   if (faceModel) {
     // minFaceSize is in source pixels; frames may arrive scaled down by toSource. It also decides
-    // whether frames are searched in tiles as well (lib/faces/tiles.ts). BlazeFace batches its own
+    // whether frames are also searched at a finer pyramid level (lib/faces/pyramid.ts). BlazeFace batches its own
     // inputs (the detector's batchSize is the CLIP model's).
     const found = await detectFaces(faceModel, images, { scoreThreshold: o.faceThreshold, minFaceSize: o.minFaceSize / toSource });
     throwIfAborted(signal);
@@ -244,14 +244,15 @@ export function unitVector(v: Float32Array): Float32Array {
 
 /**
  * One run of each model, so that the first real input is not the slow one (libtorch allocates and
- * optimises on its first run): the detector on one blank crop, each face model on one blank frame.
- * Returns the milliseconds spent.
+ * optimises on its first run): the detector on one blank crop, each face model on one blank
+ * 1280x720 frame, which runs both its whole-frame input and a dense pyramid level (the first dense
+ * run costs 40-100 ms more than later ones). Returns the milliseconds spent.
  */
 export async function warmUp(model: Model, faceModels: readonly TensorRunner[], input: DetectorMetadata['input']): Promise<number> {
   const t0 = performance.now();
   const s = input.size;
   await model.run('forward', [{ data: new Float32Array(3 * s * s), shape: [1, 3, s, s], dtype: 'float32' }]);
-  const blank = { data: new Uint8Array(256 * 256 * 3), width: 256, height: 256 };
+  const blank = { data: new Uint8Array(1280 * 720 * 3), width: 1280, height: 720 };
   await Promise.all(faceModels.map((m) => detectFaces(m, [blank])));
   return performance.now() - t0;
 }
