@@ -81,11 +81,15 @@ describe('dfdet serve (built CLI)', () => {
       s.child.kill('SIGTERM');
       const answer = await slow;
       expect(answer.status, answer.text).toBe(200);
+      // Answered while draining: the connection closes with it, so no idle keep-alive socket holds
+      // the close up until the drain deadline.
+      expect(answer.headers.get('connection')).toBe('close');
       expect((answer.body.results as { faces: unknown[] }[]).map((r) => r.faces.length)).toEqual([24, 24, 24]);
       const exit = await s.exited;
       expect(exit).toEqual({ code: 0, signal: null });
       expect(s.stderr()).toMatch(/SIGTERM: draining/);
       expect(s.stderr()).toMatch(/stopped/);
+      expect(s.stdout()).not.toMatch(/drain deadline passed/);
       // pino JSON logs, each request's lines tagged with its id (the x-request-id answered).
       const logs = ndjson<{ reqId?: string; msg: string; res?: { statusCode: number } }>(s.stdout());
       const id = served.headers.get('x-request-id');

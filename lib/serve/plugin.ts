@@ -56,6 +56,12 @@ export const dfdetPlugin: FastifyPluginAsync<DfdetPluginOptions> = async (app, o
       throw new HttpError(401, 'UNAUTHORIZED', 'Expected an API key in an Authorization: Bearer header but received none or a wrong one');
     }
   });
+  // While draining, every answer closes its connection: a keep-alive socket left idle after the
+  // last answer would otherwise hold the close up until the drain deadline (fastify keeps idle
+  // sockets 72 s; only those idle when the close began are cut).
+  app.addHook('onSend', async (_req, reply) => {
+    if (c.draining) reply.header('connection', 'close');
+  });
   app.addHook('onResponse', async (req, reply) => {
     c.metrics.observeRequest(req.routeOptions.url ?? 'unmatched', req.method, reply.statusCode, reply.elapsedTime / 1000);
   });
