@@ -150,7 +150,10 @@ export async function benchThroughput(ctx: BenchContext, opts: ThroughputBenchOp
         s = now() - t0;
         faces = rs.reduce((n, r) => n + r.faces.length, 0);
         const after = d.stats;
-        for (const [k, n] of Object.entries(after.sizes)) if (n - (before.sizes[Number(k)] ?? 0) > 0) batches[Number(k)] = n - (before.sizes[Number(k)] ?? 0);
+        for (const [k, n] of Object.entries(after.sizes)) {
+          const added = n - (before.sizes[Number(k)] ?? 0);
+          if (added > 0) batches[Number(k)] = added;
+        }
         busyS = (after.modelMs - before.modelMs) / 1000;
       } finally {
         await d.dispose();

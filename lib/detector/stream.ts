@@ -183,8 +183,9 @@ export async function* streamResults(inputs: AsyncIterable<DetectInput> | Iterab
   const flow = new Flow(() => ctx.holdQueue());
   const room = (): boolean => flow.preparing < ctx.limit && ctx.queuedFaces() < ctx.facesAhead;
   const unwatch = ctx.watchQueue(() => flow.poke());
-  /** Waits for an input to be prepared or to finish; returns the finished one's result. */
+  // True until every input is started (see step()).
   let taking = true;
+  /** Waits for an input to be prepared or to finish; returns the finished one's result. */
   const step = async (): Promise<DetectResult | undefined> => {
     // Every input taken and none decoding: nothing more joins the queued faces. (While inputs are
     // still to be taken, the stream waits for a batch to leave and then tops the queue up.)

@@ -189,9 +189,10 @@ export function denseAnchors(w: number, h: number): number {
  *
  * Each image becomes the levels of {@link planPyramid}: its whole frame letterboxed to 256x256
  * (aspect kept, centred, black padding; the model's `forward`) and, when that would show a
- * `minFaceSize` face below 16 model px (images longer than 384 px at the default 24), the frame
- * scaled so that such a face is 16 px, run whole through the model's `dense` method (coarser
- * levels, 4x apart, for frames large enough to need them; see lib/faces/pyramid.ts). Images are
+ * `minFaceSize` face below `MIN_MODEL_FACE` (17) model px (images longer than 361 px at the
+ * default 24), the frame scaled so that such a face is 17 px, run whole through the model's
+ * `dense` method (coarser levels, 4x apart, for frames large enough to need them; see
+ * lib/faces/pyramid.ts). Images are
  * taken `batchSize` at a time; their inputs of the same size (the same level of same-size frames,
  * e.g. a video's) run through the model together. Then, per image: anchors scoring at least
  * `scoreThreshold` from every level, each level keeping the face sizes it answers for, mapped back
