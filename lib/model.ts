@@ -29,6 +29,7 @@ import { checkTorchScriptArchive } from './formats/torchscript-check';
 import { checkDevice, checkDTypeOption, checkThreads, cpuBf16, type DTypeOption, type ModelDType, resolveDType } from './model-options';
 import { native, torchVersion, wrapNativeError } from './native';
 import { checkOutputPath } from './output-path';
+import { cpuGate, type CpuGateMode } from './runtime/cpu-gate';
 
 export type { NativeModelInfo, NativeTensor, NativeValue, NativeModuleSpec, NativeDType, NativeTypedArray };
 export type { ModelDType, DTypeOption };
@@ -54,6 +55,14 @@ export interface ModelLoadOptions {
    * METADATA_FILE of lib/detector-model/metadata.ts); missing ones are skipped. Default none.
    */
   extraFiles?: string[];
+  /**
+   * How this model's runs share the CPU with other models' runs in this process (CPU models only;
+   * see lib/runtime/cpu-gate.ts): 'exclusive' runs alone (a large model whose runs keep every core
+   * busy), 'shared' runs may overlap each other but not an exclusive run (small models), 'none'
+   * (default) is not gated. The Detector loads its model as 'exclusive' and its face detectors as
+   * 'shared'.
+   */
+  cpuGate?: CpuGateMode | 'none';
 }
 
 /** Options of {@link Model.run}. */
@@ -74,10 +83,12 @@ export class Model {
   #queue: Promise<unknown> = Promise.resolve();
   #pending = 0;
   #disposing: Promise<void> | undefined;
+  readonly #gate: CpuGateMode | undefined;
 
-  private constructor(m: NativeModel) {
+  private constructor(m: NativeModel, gate: CpuGateMode | undefined) {
     this.#native = m;
     this.#info = m.info();
+    this.#gate = gate;
   }
 
   /**
@@ -96,6 +107,8 @@ export class Model {
     if (!Array.isArray(extraFiles) || !extraFiles.every((f) => typeof f === 'string' && f.length > 0))
       invalidParameter('extraFiles', 'an array of file names', extraFiles);
     if (options.threads !== undefined) setThreads(options.threads);
+    const gate = options.cpuGate ?? 'none';
+    if (gate !== 'none' && gate !== 'exclusive' && gate !== 'shared') invalidParameter('cpuGate', "'exclusive', 'shared' or 'none'", gate);
     if (typeof source === 'string' && !fs.existsSync(source)) throw new DfdetError('NOT_FOUND', `model file not found: ${source}`);
     if (typeof source !== 'string' && source.buffer instanceof ArrayBuffer) markAsUntransferable(source.buffer);
     // libtorch trusts the archive (a short storage or a malformed pickle crashes the process): check it first.
@@ -114,7 +127,7 @@ export class Model {
         optimize: options.optimize ?? false,
         extraFiles,
       });
-      return new Model(m);
+      return new Model(m, gate !== 'none' && device === 'cpu' ? gate : undefined);
     } catch (e) {
       const where = typeof source === 'string' ? source : `${source.byteLength} bytes`;
       const err = wrapNativeError(e, `cannot load model from ${where}`);
@@ -160,7 +173,9 @@ export class Model {
       const m = this.#native;
       if (!m) throw new DfdetError('DISPOSED', 'the model was disposed');
       try {
-        return await m.run(method, inputs, { checkFinite: options.checkFinite ?? true });
+        // An abort while the run waited at the gate has rejected already: skip the work.
+        const call = (): Promise<NativeValue> => (skip ? Promise.resolve(undefined as never) : m.run(method, inputs, { checkFinite: options.checkFinite ?? true }));
+        return await (this.#gate ? cpuGate.run(this.#gate, call) : call());
       } catch (e) {
         throw wrapNativeError(e);
       }

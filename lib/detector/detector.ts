@@ -81,7 +81,7 @@ export class Detector {
   static async create(options: DetectorOptions = {}): Promise<Detector> {
     const opts = resolveDetectorOptions(options);
     const { source, name } = await resolveModel(opts.model, opts.cacheDir);
-    const model = await Model.load(source, { device: opts.device, dtype: opts.dtype, threads: opts.threads, extraFiles: [METADATA_FILE] });
+    const model = await Model.load(source, { device: opts.device, dtype: opts.dtype, threads: opts.threads, extraFiles: [METADATA_FILE], cpuGate: 'exclusive' });
     let faceModel: FaceModelPool | undefined;
     try {
       if (!model.info.methods.includes('forward')) throw new DfdetError('MODEL_LOAD_FAILED', `${name} has no forward method: not a detector model`);

@@ -42,7 +42,7 @@ export class FaceModelPool {
    * already loaded are freed when one fails).
    */
   static async load(size: number, device: string): Promise<FaceModelPool> {
-    const loads = await Promise.allSettled(Array.from({ length: Math.max(1, size) }, () => loadFaceDetector({ device })));
+    const loads = await Promise.allSettled(Array.from({ length: Math.max(1, size) }, () => loadFaceDetector({ device, cpuGate: 'shared' })));
     const models = loads.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     const failed = loads.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) {
