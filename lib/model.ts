@@ -106,9 +106,9 @@ export class Model {
     const extraFiles = options.extraFiles ?? [];
     if (!Array.isArray(extraFiles) || !extraFiles.every((f) => typeof f === 'string' && f.length > 0))
       invalidParameter('extraFiles', 'an array of file names', extraFiles);
-    if (options.threads !== undefined) setThreads(options.threads);
     const gate = options.cpuGate ?? 'none';
     if (gate !== 'none' && gate !== 'exclusive' && gate !== 'shared') invalidParameter('cpuGate', "'exclusive', 'shared' or 'none'", gate);
+    if (options.threads !== undefined) setThreads(options.threads);
     if (typeof source === 'string' && !fs.existsSync(source)) throw new DfdetError('NOT_FOUND', `model file not found: ${source}`);
     if (typeof source !== 'string' && source.buffer instanceof ArrayBuffer) markAsUntransferable(source.buffer);
     // libtorch trusts the archive (a short storage or a malformed pickle crashes the process): check it first.

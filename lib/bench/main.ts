@@ -34,7 +34,7 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     .option('--json <file>', 'write every number (and raw samples) to this JSON file')
     .option('--cache-dir <dir>', 'where built benchmark models are kept between runs')
     .option('--python <exe>', 'Python with torch for the references')
-    .option('--throughput-arch <arch>', `detector of the throughput part (${Object.keys(ARCHS).join(', ')}; default vit-b-16, quick: tiny)`, parseArch);
+    .option('--throughput-arch <arch>', `detector of the throughput part (${Object.keys(ARCHS).join(', ')}; default vit-l-14, the paper's size; quick: tiny)`, parseArch);
   program.parse(argv);
   const o = program.opts<{ only?: BenchPart[]; quick: boolean; json?: string; cacheDir?: string; python?: string; throughputArch?: ArchName }>();
   const report = await runBench({ only: o.only, quick: o.quick, cacheDir: o.cacheDir, python: o.python, throughputArch: o.throughputArch });

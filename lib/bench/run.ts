@@ -28,7 +28,7 @@ export interface RunBenchOptions {
   only?: BenchPart[];
   /** Smoke-run sizes (tiny models, short loops; < 1 min in all). Default false. */
   quick?: boolean;
-  /** Detector of the throughput part (default 'vit-b-16'; quick: 'tiny'). 'vit-l-14' is the paper's. */
+  /** Detector of the throughput part (default 'vit-l-14', the paper's size; quick: 'tiny'). */
   throughputArch?: ArchName;
   /** Folder for built models kept between runs (default $DFDET_BENCH_CACHE or <tmp>/dfdet-bench-cache). */
   cacheDir?: string;
