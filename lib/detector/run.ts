@@ -10,6 +10,8 @@ import type { DetectorMetadata } from '../detector-model/metadata';
 import { DfdetError } from '../errors';
 import { cropMatrix, warpAffine } from '../faces/align';
 import { detectFaces, type TensorRunner } from '../faces/blazeface';
+import { detectMainFaceFrames } from '../faces/main-face';
+import { planPyramid } from '../faces/pyramid';
 import type { Face } from '../faces/types';
 import { mainTrack, trackFaces, type FaceTrack } from '../faces/track';
 import type { MediaSource } from '../inputs';
@@ -75,6 +77,11 @@ export interface PreparedFaces {
   mainId: number;
   /** Videos: decoding stopped early; the faces come from the frames decoded. */
   partial: boolean;
+  /**
+   * Face detection's pyramid levels (lib/faces/pyramid.ts) per frame: run, and skipped because they
+   * could not change a video's main face (lib/faces/main-face.ts). Zero with `faces: 'none'`.
+   */
+  faceLevels: { run: number; skipped: number };
   timings: { decodeMs: number; facesMs: number; transformMs: number };
 }
 
@@ -145,6 +152,7 @@ export async function prepareFaces(source: MediaSource, ctx: PipelineContext, se
   const t1 = performance.now();
 
   let tracks: FaceTrack[] = [];
+  let faceLevels = { run: 0, skipped: 0 };
   let mainId = -1;
   const specs: CropSpec[] = [];
   const faces: PreparedFace[] = [];
@@ -157,7 +165,18 @@ export async function prepareFaces(source: MediaSource, ctx: PipelineContext, se
     // minFaceSize is in source pixels; frames may arrive scaled down by toSource. It also decides
     // whether frames are also searched at a finer pyramid level (lib/faces/pyramid.ts). BlazeFace batches its own
     // inputs (the detector's batchSize is the CLIP model's).
-    const found = await detectFaces(faceModel, images, { scoreThreshold: o.faceThreshold, minFaceSize: o.minFaceSize / toSource });
+    const faceOpts = { scoreThreshold: o.faceThreshold, minFaceSize: o.minFaceSize / toSource };
+    // A video scored by its main face alone skips the finer levels when they cannot change it (main-face.ts).
+    let found: Face[][];
+    if (source.kind === 'video' && !settings.allFaces) {
+      const r = await detectMainFaceFrames(faceModel, images, faceOpts);
+      found = r.faces;
+      faceLevels = { run: r.levelsRun, skipped: r.levelsSkipped };
+    } else {
+      found = await detectFaces(faceModel, images, faceOpts);
+      const levels = images[0] ? planPyramid(images[0].width, images[0].height, faceOpts.minFaceSize).levels.length : 0;
+      faceLevels = { run: levels, skipped: 0 };
+    }
     throwIfAborted(signal);
     if (source.kind === 'video') {
       tracks = trackFaces(found);
@@ -176,7 +195,7 @@ export async function prepareFaces(source: MediaSource, ctx: PipelineContext, se
   const tensor = await cropAndTransform(images, specs, ctx);
   throwIfAborted(signal);
   const t3 = performance.now();
-  return { kind: source.kind === 'video' ? 'video' : 'image', faces, tensor, frames, tracks, mainId, partial, timings: { decodeMs: t1 - t0, facesMs: t2 - t1, transformMs: t3 - t2 } };
+  return { kind: source.kind === 'video' ? 'video' : 'image', faces, tensor, frames, tracks, mainId, partial, faceLevels, timings: { decodeMs: t1 - t0, facesMs: t2 - t1, transformMs: t3 - t2 } };
 }
 
 /**

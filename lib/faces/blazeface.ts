@@ -208,19 +208,40 @@ export function denseAnchors(w: number, h: number): number {
  * @throws DfdetError `BAD_INPUT` for malformed images or options; errors of `model.run` pass through.
  */
 export async function detectFaces(model: TensorRunner, images: readonly RgbImage[], opts: DetectFacesOptions = {}): Promise<Face[][]> {
+  const o = checkDetectArgs(model, images, opts);
+  const plans = images.map((im) => planPyramid(im.width, im.height, o.tiling ? o.minFaceSize : Infinity));
+  const cands = await levelCandidates(model, images, plans, o.batchSize, o.scoreThreshold);
+  return cands.map((c) => facesOf(c, o));
+}
+
+/** {@link DetectFacesOptions} with their defaults, checked. */
+export interface ResolvedDetectFacesOptions {
+  scoreThreshold: number;
+  iouThreshold: number;
+  minFaceSize: number;
+  maxFaces: number;
+  batchSize: number;
+  tiling: boolean;
+}
+
+/**
+ * Checks the arguments of {@link detectFaces} and fills in the defaults.
+ * @throws DfdetError `BAD_INPUT` for a model without `run`, malformed images or options.
+ */
+export function checkDetectArgs(model: TensorRunner, images: readonly RgbImage[], opts: DetectFacesOptions): ResolvedDetectFacesOptions {
   if (!model || typeof model.run !== 'function') invalidParameter('model', 'an object with a run(method, inputs) method', model);
   if (!Array.isArray(images)) invalidParameter('images', 'an array of RgbImage', images);
   if (!opts || typeof opts !== 'object') invalidParameter('opts', 'an options object', opts);
   images.forEach((im, i) => checkRgbImage(im, `images[${i}]`));
-  const scoreThreshold = numberOption(opts.scoreThreshold, 'scoreThreshold', 0, 1, 0.5);
-  const iouThreshold = numberOption(opts.iouThreshold, 'iouThreshold', 0, 1, 0.3);
-  const minFaceSize = numberOption(opts.minFaceSize, 'minFaceSize', 0, Number.MAX_VALUE, DETECTOR_DEFAULTS.minFaceSize);
-  const maxFaces = opts.maxFaces === undefined ? Infinity : integerOption(opts.maxFaces, 'maxFaces', 1, 1);
-  const batchSize = integerOption(opts.batchSize, 'batchSize', 1, 4);
   if (opts.tiling !== undefined && typeof opts.tiling !== 'boolean') invalidParameter('tiling', 'a boolean', opts.tiling);
-  const plans = images.map((im) => planPyramid(im.width, im.height, opts.tiling === false ? Infinity : minFaceSize));
-  const cands = await levelCandidates(model, images, plans, batchSize, scoreThreshold);
-  return cands.map((c) => facesOf(c, iouThreshold, minFaceSize, maxFaces));
+  return {
+    scoreThreshold: numberOption(opts.scoreThreshold, 'scoreThreshold', 0, 1, 0.5),
+    iouThreshold: numberOption(opts.iouThreshold, 'iouThreshold', 0, 1, 0.3),
+    minFaceSize: numberOption(opts.minFaceSize, 'minFaceSize', 0, Number.MAX_VALUE, DETECTOR_DEFAULTS.minFaceSize),
+    maxFaces: opts.maxFaces === undefined ? Infinity : integerOption(opts.maxFaces, 'maxFaces', 1, 1),
+    batchSize: integerOption(opts.batchSize, 'batchSize', 1, 4),
+    tiling: opts.tiling ?? true,
+  };
 }
 
 /**
@@ -292,8 +313,12 @@ function anchorsOf(scores: Float32Array, boxes: Float32Array, b: number, n: numb
   return cands;
 }
 
-/** One image's faces: its candidates (source pixels, from all its inputs) merged by weighted NMS, filtered and capped. */
-function facesOf(cands: RawDetection[], iouThreshold: number, minFaceSize: number, maxFaces: number): Face[] {
+/**
+ * One image's faces: its candidates (source pixels, from all its inputs) merged by weighted NMS, filtered and capped.
+ * @internal Exported for lib/faces/main-face.ts.
+ */
+export function facesOf(cands: readonly RawDetection[], o: Pick<ResolvedDetectFacesOptions, 'iouThreshold' | 'minFaceSize' | 'maxFaces'>): Face[] {
+  const { iouThreshold, minFaceSize, maxFaces } = o;
   const faces: Face[] = [];
   for (const d of weightedNms(cands, iouThreshold)) {
     const box = { x: d.x1, y: d.y1, width: d.x2 - d.x1, height: d.y2 - d.y1 };

@@ -36,6 +36,12 @@ export interface FaceTrack {
   score: number;
 }
 
+/** IoU at or above which a detection continues a track, by default. */
+export const TRACK_IOU = 0.3;
+
+/** A detection this many times larger or smaller (in side) than a track's last box never continues it by the nearby rule. */
+export const TRACK_SIZE_RATIO = 1.5;
+
 /** Options of {@link trackFaces} and {@link mainTrack}. */
 export interface TrackOptions {
   /** IoU at or above which a detection continues a track (default 0.3). */
@@ -54,7 +60,7 @@ function corners(f: Face) {
 function nearby(a: Face, b: Face): number | null {
   const sa = Math.sqrt(a.box.width * a.box.height);
   const sb = Math.sqrt(b.box.width * b.box.height);
-  if (!(sa > 0 && sb > 0) || Math.max(sa, sb) / Math.min(sa, sb) > 1.5) return null;
+  if (!(sa > 0 && sb > 0) || Math.max(sa, sb) / Math.min(sa, sb) > TRACK_SIZE_RATIO) return null;
   const d = Math.hypot(a.box.x + a.box.width / 2 - (b.box.x + b.box.width / 2), a.box.y + a.box.height / 2 - (b.box.y + b.box.height / 2));
   return d <= Math.max(sa, sb) ? d / Math.max(sa, sb) : null;
 }
@@ -69,7 +75,7 @@ function nearby(a: Face, b: Face): number | null {
 export function trackFaces(frames: readonly (readonly Face[])[], opts: TrackOptions = {}): FaceTrack[] {
   if (!Array.isArray(frames)) invalidParameter('frames', 'an array of Face arrays', frames);
   if (!opts || typeof opts !== 'object') invalidParameter('opts', 'an options object', opts);
-  const iouThreshold = opts.iouThreshold ?? 0.3;
+  const iouThreshold = opts.iouThreshold ?? TRACK_IOU;
   if (typeof iouThreshold !== 'number' || !(iouThreshold > 0 && iouThreshold <= 1)) invalidParameter('iouThreshold', 'a number in (0, 1]', iouThreshold);
   const maxGap = opts.maxGap ?? 2;
   if (!Number.isInteger(maxGap) || maxGap < 0) invalidParameter('maxGap', 'an integer >= 0', maxGap);
