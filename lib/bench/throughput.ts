@@ -140,42 +140,55 @@ export async function benchThroughput(ctx: BenchContext, opts: ThroughputBenchOp
     else ctx.log('throughput: video case skipped (ffmpeg could not make the clip)');
     for (const c of cases) {
       ctx.log(`throughput: end to end, ${c.name}`);
-      // The model alone on as many faces as the case has, in full batches: half of the runs just
-      // before the end-to-end call and half just after it, so that the machine's drift over the
-      // minutes a case takes (measured: +-10% on a shared VM) falls on both sides of the ratio.
-      const runs = Math.max(2, Math.ceil((c.inputs.length * c.perInput) / batch));
-      const modelRuns = async (n: number): Promise<number> => {
+      // The model alone on as many faces as the case has, in full batches, interleaved with the
+      // end-to-end calls: each half of the inputs runs between two stretches of model-only runs, so
+      // that the machine's drift over the minutes a case takes (measured: model-only speed moving
+      // by 10-25% between two stretches a minute apart on a shared VM) falls on both sides of the ratio.
+      const rounds = c.inputs.length >= 2 ? 2 : 1;
+      const runs = Math.max(2 * rounds, Math.ceil((c.inputs.length * c.perInput) / batch));
+      const modelRuns = async (n: number): Promise<{ s: number; faces: number }> => {
         const t0 = now();
         for (let i = 0; i < n; i++) await forward();
-        return now() - t0;
+        return { s: now() - t0, faces: n * batch };
       };
-      const beforeS = await modelRuns(Math.floor(runs / 2));
       const d = await Detector.create({ model: file, dtype: 'auto', faces: c.faces, batchSize: batch, frames: 16 });
+      const perRound: { e2e: number; model: number }[] = [];
+      const alone = { s: 0, faces: 0 };
       let faces = 0;
-      let s: number;
-      // The model's batches during the timed call: their sizes, and how long it ran (busy / s below
+      let s = 0;
+      // The model's batches during the timed calls: their sizes, and how long it ran (busy / s below
       // 1 means the pipeline left the model waiting; busy near 1 with a low ratio means the rest of
       // the pipeline slowed the model down by sharing its cores).
       const batches: Record<number, number> = {};
       let busyS = 0;
       try {
         await d.detect(c.inputs.slice(0, 2));
-        const before = d.stats;
-        const t0 = now();
-        const rs = await d.detect(c.inputs);
-        s = now() - t0;
-        faces = rs.reduce((n, r) => n + r.faces.length, 0);
-        const after = d.stats;
-        for (const [k, n] of Object.entries(after.sizes)) {
-          const added = n - (before.sizes[Number(k)] ?? 0);
-          if (added > 0) batches[Number(k)] = added;
+        for (let r = 0; r < rounds; r++) {
+          const inputs = c.inputs.slice(Math.round((r * c.inputs.length) / rounds), Math.round(((r + 1) * c.inputs.length) / rounds));
+          const share = Math.round(((r + 1) * runs) / rounds) - Math.round((r * runs) / rounds);
+          const m1 = await modelRuns(Math.floor(share / 2));
+          const before = d.stats;
+          const t0 = now();
+          const rs = await d.detect(inputs);
+          const roundS = now() - t0;
+          const after = d.stats;
+          const m2 = await modelRuns(share - Math.floor(share / 2));
+          const roundFaces = rs.reduce((n, x) => n + x.faces.length, 0);
+          for (const [k, n] of Object.entries(after.sizes)) {
+            const added = n - (before.sizes[Number(k)] ?? 0);
+            if (added > 0) batches[Number(k)] = (batches[Number(k)] ?? 0) + added;
+          }
+          busyS += (after.modelMs - before.modelMs) / 1000;
+          faces += roundFaces;
+          s += roundS;
+          alone.s += m1.s + m2.s;
+          alone.faces += m1.faces + m2.faces;
+          perRound.push({ e2e: roundFaces / roundS, model: (m1.faces + m2.faces) / (m1.s + m2.s) });
         }
-        busyS = (after.modelMs - before.modelMs) / 1000;
       } finally {
         await d.dispose();
       }
-      const afterS = await modelRuns(runs - Math.floor(runs / 2));
-      const modelFacesPerS = (runs * batch) / (beforeS + afterS);
+      const modelFacesPerS = alone.faces / alone.s;
       const e2e = faces / s;
       results.push({
         part: 'throughput',
@@ -194,8 +207,9 @@ export async function benchThroughput(ctx: BenchContext, opts: ThroughputBenchOp
           modelBusyS: busyS,
           modelBusyFraction: busyS / s,
           // The model's speed inside the pipeline against alone (1: nothing else slowed it down).
-          modelSpeedInPipeline: busyS > 0 ? (faces / busyS) / modelFacesPerS : null,
-          modelOnlyFacesPerS: { before: (Math.floor(runs / 2) * batch) / beforeS, after: ((runs - Math.floor(runs / 2)) * batch) / afterS },
+          modelSpeedInPipeline: busyS > 0 ? faces / busyS / modelFacesPerS : null,
+          // Faces/s of each round, end to end and the model alone around it.
+          rounds: perRound,
         },
       });
     }
