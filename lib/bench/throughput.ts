@@ -141,10 +141,11 @@ export async function benchThroughput(ctx: BenchContext, opts: ThroughputBenchOp
     for (const c of cases) {
       ctx.log(`throughput: end to end, ${c.name}`);
       // The model alone on as many faces as the case has, in full batches, interleaved with the
-      // end-to-end calls: each half of the inputs runs between two stretches of model-only runs, so
-      // that the machine's drift over the minutes a case takes (measured: model-only speed moving
-      // by 10-25% between two stretches a minute apart on a shared VM) falls on both sides of the ratio.
-      const rounds = c.inputs.length >= 2 ? 2 : 1;
+      // end-to-end calls: each quarter of the inputs runs between two stretches of model-only runs,
+      // so that the machine's drift over the minutes a case takes (measured: model-only speed moving
+      // by 10-25% between two stretches a minute apart on a shared VM) falls on both sides of the
+      // ratio. Each round starts with an empty pipeline, which costs the end-to-end side a little.
+      const rounds = Math.min(4, c.inputs.length);
       const runs = Math.max(2 * rounds, Math.ceil((c.inputs.length * c.perInput) / batch));
       const modelRuns = async (n: number): Promise<{ s: number; faces: number }> => {
         const t0 = now();
