@@ -9,9 +9,8 @@ import type { Batcher } from '../batcher';
 import type { DetectorMetadata } from '../detector-model/metadata';
 import { DfdetError } from '../errors';
 import { cropMatrix, warpAffine } from '../faces/align';
-import { detectFaces, type TensorRunner } from '../faces/blazeface';
+import { detectFaces, pyramidPlans, type TensorRunner } from '../faces/blazeface';
 import { detectMainFaceFrames } from '../faces/main-face';
-import { planPyramid } from '../faces/pyramid';
 import type { Face } from '../faces/types';
 import { mainTrack, trackFaces, type FaceTrack } from '../faces/track';
 import type { MediaSource } from '../inputs';
@@ -174,8 +173,7 @@ export async function prepareFaces(source: MediaSource, ctx: PipelineContext, se
       faceLevels = { run: r.levelsRun, skipped: r.levelsSkipped };
     } else {
       found = await detectFaces(faceModel, images, faceOpts);
-      const levels = images[0] ? planPyramid(images[0].width, images[0].height, faceOpts.minFaceSize).levels.length : 0;
-      faceLevels = { run: levels, skipped: 0 };
+      faceLevels = { run: pyramidPlans(images.slice(0, 1), { tiling: true, minFaceSize: faceOpts.minFaceSize })[0]?.levels.length ?? 0, skipped: 0 };
     }
     throwIfAborted(signal);
     if (source.kind === 'video') {

@@ -209,7 +209,22 @@ export function denseAnchors(w: number, h: number): number {
  */
 export async function detectFaces(model: TensorRunner, images: readonly RgbImage[], opts: DetectFacesOptions = {}): Promise<Face[][]> {
   const o = checkDetectArgs(model, images, opts);
-  const plans = images.map((im) => planPyramid(im.width, im.height, o.tiling ? o.minFaceSize : Infinity));
+  return facesByPlan(model, images, pyramidPlans(images, o), o);
+}
+
+/**
+ * Each image's pyramid (lib/faces/pyramid.ts) for the checked options.
+ * @internal Exported for lib/faces/main-face.ts.
+ */
+export function pyramidPlans(images: readonly RgbImage[], o: Pick<ResolvedDetectFacesOptions, 'tiling' | 'minFaceSize'>): PyramidPlan[] {
+  return images.map((im) => planPyramid(im.width, im.height, o.tiling ? o.minFaceSize : Infinity));
+}
+
+/**
+ * Each image's faces from the levels of its plan.
+ * @internal Exported for lib/faces/main-face.ts.
+ */
+export async function facesByPlan(model: TensorRunner, images: readonly RgbImage[], plans: readonly PyramidPlan[], o: ResolvedDetectFacesOptions): Promise<Face[][]> {
   const cands = await levelCandidates(model, images, plans, o.batchSize, o.scoreThreshold);
   return cands.map((c) => facesOf(c, o));
 }

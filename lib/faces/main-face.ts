@@ -22,9 +22,8 @@
  * would have come first.
  */
 import type { Face } from './types';
-import { checkDetectArgs, type DetectFacesOptions, facesOf, levelCandidates, type TensorRunner } from './blazeface';
+import { checkDetectArgs, type DetectFacesOptions, facesByPlan, facesOf, levelCandidates, pyramidPlans, type TensorRunner } from './blazeface';
 import type { RawDetection } from './nms';
-import { planPyramid } from './pyramid';
 import { TRACK_IOU, TRACK_SIZE_RATIO, trackFaces } from './track';
 import type { RgbImage } from '../media/rgb';
 
@@ -50,12 +49,11 @@ const area = (b: { width: number; height: number }): number => b.width * b.heigh
  */
 export async function detectMainFaceFrames(model: TensorRunner, frames: readonly RgbImage[], opts: DetectFacesOptions = {}): Promise<MainFaceFrames> {
   const o = checkDetectArgs(model, frames, opts);
-  const plans = frames.map((im) => planPyramid(im.width, im.height, o.tiling ? o.minFaceSize : Infinity));
+  const plans = pyramidPlans(frames, o);
   const levels = plans[0]?.levels.length ?? 0;
   const sameSize = frames.every((im) => im.width === frames[0]!.width && im.height === frames[0]!.height);
   if (!sameSize || o.maxFaces !== Infinity || levels <= 1) {
-    const cands = await levelCandidates(model, frames, plans, o.batchSize, o.scoreThreshold);
-    return { faces: cands.map((c) => facesOf(c, o)), levelsRun: levels, levelsSkipped: 0 };
+    return { faces: await facesByPlan(model, frames, plans, o), levelsRun: levels, levelsSkipped: 0 };
   }
   // Overlaps below this never group in NMS nor continue a track.
   const t = Math.min(o.iouThreshold, TRACK_IOU, 1 / TRACK_SIZE_RATIO ** 2);
