@@ -12,7 +12,7 @@ import { cropMatrix, warpAffine } from '../faces/align';
 import { detectFaces, pyramidPlans, type TensorRunner } from '../faces/blazeface';
 import { detectMainFaceFrames } from '../faces/main-face';
 import type { Face } from '../faces/types';
-import { mainTrack, trackFaces, type FaceTrack } from '../faces/track';
+import { trackFaces, type FaceTrack } from '../faces/track';
 import type { MediaSource } from '../inputs';
 import { decodeImage, type RgbImage } from '../media/image';
 import { clipTransform, type ClipTensor } from '../media/transform';
@@ -178,7 +178,8 @@ export async function prepareFaces(source: MediaSource, ctx: PipelineContext, se
     throwIfAborted(signal);
     if (source.kind === 'video') {
       tracks = trackFaces(found);
-      mainId = mainTrack(found)?.id ?? -1;
+      // Tracks come sorted by score: the first is mainTrack's (tracking again would give the same).
+      mainId = tracks[0]?.id ?? -1;
       for (const t of tracks) if (settings.allFaces || t.id === mainId) for (const p of t.points) crop(p.frame, p.face, t.id);
     } else {
       for (const f of found[0] ?? []) crop(0, f);
